@@ -1,0 +1,21 @@
+.PHONY: install lint format test test-slow bench
+
+install:
+	pip install torch==2.13.0 && pip install -e '.[dev]'
+
+lint:
+	ruff check zerorl tests benchmarks examples
+	ruff format --check zerorl tests benchmarks examples
+
+format:
+	ruff format zerorl tests benchmarks examples
+	ruff check --fix zerorl tests benchmarks examples
+
+test:
+	python -m pytest -q
+
+test-slow:
+	python -m pytest -q -m slow
+
+bench:
+	python -m benchmarks

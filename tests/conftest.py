@@ -1,0 +1,67 @@
+"""Shared fixtures: a tiny, randomly initialised Qwen2 model with a character tokenizer."""
+
+from __future__ import annotations
+
+import json
+import string
+from pathlib import Path
+
+import pytest
+import torch
+from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+
+SPECIALS = ["<pad>", "<eos>"]
+
+
+def char_tokenizer() -> PreTrainedTokenizerFast:
+    chars = sorted(set(string.printable) - set("\x0b\x0c"))
+    vocab = {tok: i for i, tok in enumerate(SPECIALS + chars)}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<pad>"))
+    tok.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
+    tok.decoder = decoders.Fuse()
+    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<eos>", pad_token="<pad>")
+
+
+def build_tiny_model(path: Path, seed: int = 0) -> Path:
+    tokenizer = char_tokenizer()
+    torch.manual_seed(seed)
+    cfg = Qwen2Config(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=1024,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=True,
+    )
+    Qwen2ForCausalLM(cfg).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    config_file = path / "tokenizer_config.json"
+    tok_cfg = json.loads(config_file.read_text())
+    tok_cfg["tokenizer_class"] = "PreTrainedTokenizerFast"
+    config_file.write_text(json.dumps(tok_cfg))
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    return build_tiny_model(tmp_path_factory.mktemp("tiny_model"))
+
+
+@pytest.fixture(scope="session")
+def tiny_train_file(tmp_path_factory) -> Path:
+    """A small ORZ-format training file of 2-digit additions."""
+    path = tmp_path_factory.mktemp("data") / "train.json"
+    items = [
+        [
+            {"from": "human", "value": f"What is {a} + {b}?"},
+            {"from": "assistant", "ground_truth": {"value": str(a + b)}},
+        ]
+        for a, b in [(i * 7 % 90 + 10, i * 13 % 90 + 10) for i in range(32)]
+    ]
+    path.write_text(json.dumps(items))
+    return path

@@ -1,0 +1,70 @@
+"""The Hugging Face rollout engine: shapes, stop strings, finish reasons, seeds."""
+
+from __future__ import annotations
+
+import torch
+
+from zerorl.models import load_policy, load_tokenizer
+from zerorl.rollout.base import trim_at_stop
+from zerorl.rollout.hf import HFEngine
+from zerorl.types import SamplingParams
+
+
+def make_engine(model_dir, batch_size=8):
+    return HFEngine(load_policy(str(model_dir)), load_tokenizer(str(model_dir)), batch_size)
+
+
+def test_generate_returns_n_completions_per_prompt_in_order(tiny_model_dir):
+    engine = make_engine(tiny_model_dir, batch_size=3)
+    prompts = ["abc", "a much longer prompt", "x"]
+    out = engine.generate(prompts, SamplingParams(n=2, max_new_tokens=6, seed=1))
+    assert [len(cs) for cs in out] == [2, 2, 2]
+    for i, cs in enumerate(out):
+        for c in cs:
+            assert c.prompt_index == i
+            assert c.prompt_ids == engine.tokenizer.encode(prompts[i], add_special_tokens=False)
+            assert 0 < len(c.token_ids) <= 6
+            assert c.text == engine.tokenizer.decode(c.token_ids, skip_special_tokens=True)
+            assert c.finish_reason in ("stop", "length")
+            if c.finish_reason == "length":
+                assert len(c.token_ids) == 6
+
+
+def test_same_seed_same_samples_and_global_rng_untouched(tiny_model_dir):
+    engine = make_engine(tiny_model_dir)
+    params = SamplingParams(n=3, max_new_tokens=8, seed=7)
+    state = torch.get_rng_state()
+    a = engine.generate(["hello"], params)
+    assert torch.equal(state, torch.get_rng_state())
+    b = engine.generate(["hello"], params)
+    c = engine.generate(["hello"], SamplingParams(n=3, max_new_tokens=8, seed=8))
+    ids = lambda out: [x.token_ids for x in out[0]]  # noqa: E731
+    assert ids(a) == ids(b)
+    assert ids(a) != ids(c)
+
+
+def test_stop_string_is_kept_and_ends_the_response(tiny_model_dir):
+    # A random char model emits a vowel quickly; use vowels as stop strings.
+    engine = make_engine(tiny_model_dir)
+    stops = tuple("aeiou")
+    out = engine.generate(["z"], SamplingParams(n=8, max_new_tokens=64, seed=3, stop=stops))
+    by_text = [c for c in out[0] if any(s in c.text for s in stops)]
+    assert by_text, "no sample hit a stop string in 64 tokens"
+    for c in out[0]:
+        if any(s in c.text for s in stops):
+            first = min(c.text.find(s) for s in stops if s in c.text)
+            assert first == len(c.text) - 1  # the stop char is the last one, and kept
+            assert c.finish_reason == "stop"
+        elif c.finish_reason == "stop":
+            assert c.token_ids[-1] == engine.tokenizer.eos_token_id
+
+
+def test_trim_at_stop_cases():
+    decode = lambda ids: "".join(chr(i) for i in ids)  # noqa: E731
+    ids = [ord(ch) for ch in "abc</answer>tail"]
+    kept, stopped = trim_at_stop(ids, set(), ("</answer>",), decode)
+    assert decode(kept) == "abc</answer>" and stopped
+    kept, stopped = trim_at_stop([1, 2, 99, 3], {99}, (), decode)
+    assert kept == [1, 2, 99] and stopped
+    kept, stopped = trim_at_stop(ids[:5], set(), ("</answer>",), decode)
+    assert kept == ids[:5] and not stopped

@@ -1,0 +1,109 @@
+"""Generalised advantage estimation and batch-level whitening.
+
+Shape legend: B batch (rows), T tokens. ``mask`` is 1 on response tokens, 0 elsewhere.
+Position t of ``rewards``/``values`` belongs to the t-th token: ``values[:, t]`` is the critic's
+estimate before that token is produced and ``rewards[:, t]`` the reward for producing it.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def gae(
+    rewards: torch.Tensor,
+    values: torch.Tensor,
+    mask: torch.Tensor,
+    gamma: float,
+    lam: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """GAE over the masked tokens of each row, one episode per row.
+
+    Unmasked positions are skipped: the recursion links each response token to the next response
+    token of the same row, and their values and rewards never influence the result.
+    Returns ``(advantages, returns)``, both (B, T), zero where ``mask`` is 0.
+    """
+    one_segment = torch.zeros_like(mask, dtype=torch.long)
+    return packed_gae(rewards, values, mask, one_segment, gamma, lam)
+
+
+def packed_gae(
+    rewards: torch.Tensor,
+    values: torch.Tensor,
+    mask: torch.Tensor,
+    segment_ids: torch.Tensor,
+    gamma: float,
+    lam: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """GAE on packed rows: the recursion restarts wherever ``segment_ids`` changes.
+
+    ``segment_ids`` (B, T) numbers the samples packed in a row (any distinct integers per sample);
+    masked-out positions inside a segment (its prompt) are skipped. With ``gamma == lam == 1``
+    a closed form (reward-to-go minus value) replaces the loop; both are tested to agree.
+    Returns ``(advantages, returns)``, both (B, T) float, zero where ``mask`` is 0.
+    """
+    valid = mask > 0
+    rewards = torch.where(valid, rewards, torch.zeros_like(rewards)).float()
+    values = torch.where(valid, values, torch.zeros_like(values)).float()
+    if gamma == 1.0 and lam == 1.0:
+        advantages = _reward_to_go(rewards, segment_ids) - values
+    else:
+        advantages = _gae_scan(rewards, values, valid, segment_ids, gamma, lam)
+    advantages = torch.where(valid, advantages, torch.zeros_like(advantages))
+    returns = torch.where(valid, advantages + values, torch.zeros_like(advantages))
+    return advantages, returns
+
+
+def _reward_to_go(rewards: torch.Tensor, segment_ids: torch.Tensor) -> torch.Tensor:
+    """Sum of rewards from each position to the end of its segment, (B, T)."""
+    suffix = rewards.flip(-1).cumsum(-1).flip(-1)
+    # Subtract what lies beyond the segment's last position: the suffix sum just after it.
+    B, T = rewards.shape
+    idx = torch.arange(T, device=rewards.device).expand(B, T)
+    boundary = torch.ones_like(segment_ids, dtype=torch.bool)
+    boundary[:, :-1] = segment_ids[:, 1:] != segment_ids[:, :-1]
+    # Index of the last position of each token's segment: first boundary at or after t.
+    last = torch.where(boundary, idx, torch.full_like(idx, T)).flip(-1).cummin(-1).values.flip(-1)
+    after = torch.cat([suffix, torch.zeros(B, 1, dtype=suffix.dtype, device=suffix.device)], 1)
+    return suffix - after.gather(1, last + 1)
+
+
+def _gae_scan(
+    rewards: torch.Tensor,
+    values: torch.Tensor,
+    valid: torch.Tensor,
+    segment_ids: torch.Tensor,
+    gamma: float,
+    lam: float,
+) -> torch.Tensor:
+    """The backward GAE recursion, vectorised over rows, resetting at segment ends."""
+    B, T = rewards.shape
+    advantages = torch.zeros_like(rewards)
+    next_value = torch.zeros(B, dtype=rewards.dtype, device=rewards.device)
+    next_gae = torch.zeros_like(next_value)
+    for t in reversed(range(T)):
+        if t < T - 1:
+            same = segment_ids[:, t] == segment_ids[:, t + 1]
+            next_value = torch.where(same, next_value, torch.zeros_like(next_value))
+            next_gae = torch.where(same, next_gae, torch.zeros_like(next_gae))
+        delta = rewards[:, t] + gamma * next_value - values[:, t]
+        current = delta + gamma * lam * next_gae
+        advantages[:, t] = current
+        next_value = torch.where(valid[:, t], values[:, t], next_value)
+        next_gae = torch.where(valid[:, t], current, next_gae)
+    return advantages
+
+
+def normalize(advantages: torch.Tensor, mask: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """Whiten ``advantages`` over all masked tokens of the batch: mean 0, (population) std 1.
+
+    (B, T) in, (B, T) out; masked-out positions are 0.
+    """
+    valid = mask > 0
+    selected = advantages[valid]
+    if selected.numel() == 0:
+        return torch.zeros_like(advantages)
+    mean = selected.mean()
+    var = selected.var(correction=0)
+    out = (advantages - mean) * torch.rsqrt(var + eps)
+    return torch.where(valid, out, torch.zeros_like(out))

@@ -1,0 +1,95 @@
+"""PPO losses. Shape legend: B batch (rows), T tokens; ``mask`` is 1 on response tokens.
+
+Every loss aggregates with ``masked_mean``: either one token mean over the whole tensor
+(``"token-mean"``) or ORZ's mean over rows of each row's token mean (``"row-mean"``, which with one
+packed row per micro-batch is exactly ORZ's "token mean within a packed sequence, averaged over the
+packed sequences").
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+
+Aggregation = Literal["token-mean", "row-mean"]
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor, how: Aggregation = "token-mean") -> torch.Tensor:
+    """Mean of ``x`` (B, T) over positions where ``mask`` (B, T) is 1; rows without any are skipped."""
+    mask = mask.to(x.dtype)
+    if how == "token-mean":
+        return (x * mask).sum() / mask.sum().clamp(min=1.0)
+    per_row = mask.sum(-1)
+    row_means = (x * mask).sum(-1) / per_row.clamp(min=1.0)
+    has_tokens = (per_row > 0).to(x.dtype)
+    return (row_means * has_tokens).sum() / has_tokens.sum().clamp(min=1.0)
+
+
+def policy_loss(
+    logprobs: torch.Tensor,
+    old_logprobs: torch.Tensor,
+    advantages: torch.Tensor,
+    mask: torch.Tensor,
+    clip_eps: float,
+    how: Aggregation = "token-mean",
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """PPO clipped surrogate ``-min(r A, clip(r, 1-ε, 1+ε) A)``, aggregated over masked tokens.
+
+    Metrics: ``clip_frac`` (share of tokens where the clipped branch is taken) and ``approx_kl``
+    (the k3 estimator ``(r - 1) - log r`` of KL(old || new)).
+    """
+    log_ratio = logprobs - old_logprobs
+    ratio = log_ratio.exp()
+    unclipped = -advantages * ratio
+    clipped = -advantages * ratio.clamp(1.0 - clip_eps, 1.0 + clip_eps)
+    loss = masked_mean(torch.maximum(unclipped, clipped), mask, how)
+    with torch.no_grad():
+        clip_frac = masked_mean((clipped > unclipped).to(logprobs.dtype), mask)
+        approx_kl = masked_mean((ratio - 1.0) - log_ratio, mask)
+    return loss, {"clip_frac": float(clip_frac), "approx_kl": float(approx_kl)}
+
+
+def value_loss(
+    values: torch.Tensor,
+    old_values: torch.Tensor,
+    returns: torch.Tensor,
+    mask: torch.Tensor,
+    clip: float,
+    how: Aggregation = "token-mean",
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Clipped value loss ``0.5 * max((V - R)^2, (V_clip - R)^2)`` with
+    ``V_clip = V_old + clip(V - V_old, -clip, clip)``, aggregated over masked tokens.
+
+    Metrics: ``clip_frac`` (share of tokens where the clipped error is the larger one).
+    """
+    clipped_values = old_values + (values - old_values).clamp(-clip, clip)
+    err = (values - returns) ** 2
+    err_clipped = (clipped_values - returns) ** 2
+    loss = 0.5 * masked_mean(torch.maximum(err, err_clipped), mask, how)
+    with torch.no_grad():
+        clip_frac = masked_mean((err_clipped > err).to(values.dtype), mask)
+    return loss, {"clip_frac": float(clip_frac)}
+
+
+def kl_to_reference(
+    logprobs: torch.Tensor, ref_logprobs: torch.Tensor, kind: Literal["k1", "k3"] = "k3"
+) -> torch.Tensor:
+    """Per-token KL(new || ref) estimate, (B, T): ``k1 = log p - log q`` or the unbiased,
+    non-negative ``k3 = exp(q - p) - (q - p) - 1``. Used only by the KL ablations."""
+    diff = ref_logprobs - logprobs
+    if kind == "k1":
+        return -diff
+    return diff.exp() - diff - 1.0
+
+
+def explained_variance(values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor) -> float:
+    """``1 - Var(R - V) / Var(R)`` over masked tokens (1 is a perfect critic, 0 a constant one)."""
+    valid = mask > 0
+    r, v = returns[valid].double(), values[valid].double()
+    if r.numel() < 2:
+        return 0.0
+    var_r = r.var(correction=0)
+    if var_r <= 0:
+        return 0.0
+    return float(1.0 - (r - v).var(correction=0) / var_r)

@@ -1,0 +1,101 @@
+"""Sample packing: many prompt+response samples laid end to end in a few rows.
+
+Shape legend: B batch (rows), T tokens. See ``zerorl.types.PackedBatch`` for the layout; position
+ids restart at 0 for every sample so that attention (transformers detects packed sequences from
+position ids) and GAE (``packed_gae`` on ``segment_ids``) both stop at sample boundaries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from zerorl.types import PackedBatch
+
+
+def plan_rows(lengths: Sequence[int], pack_length: int) -> list[list[int]]:
+    """Assign samples to rows of at most ``pack_length`` tokens by first-fit decreasing.
+
+    Deterministic (ties keep input order); within a row, samples keep ascending index order.
+    Raises ``ValueError`` if a sample is longer than ``pack_length``.
+    """
+    order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
+    rows: list[list[int]] = []
+    free: list[int] = []
+    for i in order:
+        if lengths[i] > pack_length:
+            raise ValueError(f"sample {i} has {lengths[i]} tokens > pack_length {pack_length}")
+        for r, room in enumerate(free):
+            if lengths[i] <= room:
+                rows[r].append(i)
+                free[r] -= lengths[i]
+                break
+        else:
+            rows.append([i])
+            free.append(pack_length - lengths[i])
+    return [sorted(r) for r in rows]
+
+
+def pack(
+    prompts: Sequence[Sequence[int]],
+    responses: Sequence[Sequence[int]],
+    rewards: Sequence[float],
+    pack_length: int,
+    pad_id: int = 0,
+) -> PackedBatch:
+    """Pack sample i = ``prompts[i] + responses[i]`` into rows; reward i sits on its last token.
+
+    Rows are trimmed to the longest one (at most ``pack_length``); the tail of shorter rows is
+    padding with its own position ids (0, 1, ...) and ``segment_ids`` 0.
+    """
+    lengths = [len(p) + len(r) for p, r in zip(prompts, responses, strict=True)]
+    plan = plan_rows(lengths, pack_length)
+    T = max(sum(lengths[i] for i in row) for row in plan) if plan else 0
+    B = len(plan)
+    input_ids = torch.full((B, T), pad_id, dtype=torch.long)
+    position_ids = torch.zeros((B, T), dtype=torch.long)
+    segment_ids = torch.zeros((B, T), dtype=torch.long)
+    response_mask = torch.zeros((B, T))
+    token_rewards = torch.zeros((B, T))
+    bounds: list[list[tuple[int, int]]] = []
+    for b, row in enumerate(plan):
+        start, row_bounds = 0, []
+        for k, i in enumerate(row):
+            n_prompt, end = len(prompts[i]), start + lengths[i]
+            input_ids[b, start:end] = torch.tensor([*prompts[i], *responses[i]], dtype=torch.long)
+            position_ids[b, start:end] = torch.arange(lengths[i])
+            segment_ids[b, start:end] = k + 1
+            response_mask[b, start + n_prompt : end] = 1.0
+            if len(responses[i]) > 0:
+                token_rewards[b, end - 1] = float(rewards[i])
+            row_bounds.append((start, end))
+            start = end
+        position_ids[b, start:] = torch.arange(T - start)
+        bounds.append(row_bounds)
+    return PackedBatch(
+        input_ids=input_ids,
+        position_ids=position_ids,
+        attention_mask=(segment_ids > 0).long(),
+        segment_ids=segment_ids,
+        response_mask=response_mask,
+        token_rewards=token_rewards,
+        sample_bounds=bounds,
+        sample_index=plan,
+    )
+
+
+def per_sample(x: torch.Tensor, batch: PackedBatch) -> dict[int, torch.Tensor]:
+    """Split a (B, T) tensor into each sample's response-token values, keyed by sample index."""
+    out: dict[int, torch.Tensor] = {}
+    for b, (row_bounds, row_index) in enumerate(zip(batch.sample_bounds, batch.sample_index)):
+        for (start, end), i in zip(row_bounds, row_index):
+            keep = batch.response_mask[b, start:end] > 0
+            out[i] = x[b, start:end][keep]
+    return out
+
+
+def packing_efficiency(batch: PackedBatch) -> float:
+    """Share of the (B, T) grid holding real tokens (1.0 = no padding)."""
+    total = batch.attention_mask.numel()
+    return float(batch.attention_mask.sum()) / total if total else 1.0

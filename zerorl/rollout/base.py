@@ -1,0 +1,62 @@
+"""The rollout engine interface: every generation backend implements this."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from torch import nn
+
+from zerorl.types import Completion, SamplingParams
+
+
+class RolloutEngine(Protocol):
+    """Generates ``params.n`` completions per prompt text.
+
+    ``generate`` returns one list per prompt, in prompt order, each of ``params.n`` completions.
+    ``sync_weights`` makes the engine sample from ``policy``'s current weights (a no-op when the
+    engine holds the policy module itself); ``sleep``/``wake`` free and restore the engine's
+    memory between phases when generation and training share devices.
+    """
+
+    def generate(self, prompts: list[str], params: SamplingParams) -> list[list[Completion]]: ...
+
+    def sync_weights(self, policy: nn.Module) -> None: ...
+
+    def sleep(self) -> None: ...
+
+    def wake(self) -> None: ...
+
+
+def trim_at_stop(
+    token_ids: list[int], eos_ids: set[int], stops: tuple[str, ...], decode
+) -> tuple[list[int], bool]:
+    """Cut a raw generated sequence at its first EOS token or stop string (both kept).
+
+    ``decode`` maps token ids to text. Returns ``(kept_ids, stopped)``; ``stopped`` is False when
+    neither occurs, i.e. generation ran into the length limit. Stop strings are located by a binary
+    search on the shortest prefix whose text contains one (text containment is monotone in the
+    prefix length), so a long response costs O(log T) decodes.
+    """
+    for k, t in enumerate(token_ids):
+        if t in eos_ids:
+            token_ids, stopped = token_ids[: k + 1], True
+            break
+    else:
+        stopped = False
+    if not stops:
+        return token_ids, stopped
+
+    def has_stop(n: int) -> bool:
+        text = decode(token_ids[:n])
+        return any(s in text for s in stops)
+
+    if not has_stop(len(token_ids)):
+        return token_ids, stopped
+    lo, hi = 1, len(token_ids)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if has_stop(mid):
+            hi = mid
+        else:
+            lo = mid + 1
+    return token_ids[:lo], True

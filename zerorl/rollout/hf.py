@@ -1,0 +1,112 @@
+"""A rollout engine on Hugging Face ``generate``: batched sampling with a KV cache.
+
+Works on CPU and GPU with any causal LM; in the single-process setting it holds the policy module
+itself, so weights never need copying.
+"""
+
+from __future__ import annotations
+
+import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from zerorl.rollout.base import trim_at_stop
+from zerorl.types import Completion, SamplingParams
+
+
+class HFEngine:
+    """``generate`` over (prompt, sample) pairs in chunks of ``batch_size`` sequences."""
+
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        batch_size: int = 256,
+        cache_implementation: str | None = None,
+    ) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.batch_size = batch_size
+        self.cache_implementation = cache_implementation
+        eos = model.generation_config.eos_token_id
+        eos = eos if isinstance(eos, list) else [eos]
+        self.eos_ids = {int(e) for e in [*eos, tokenizer.eos_token_id] if e is not None}
+
+    def encode(self, prompts: list[str]) -> list[list[int]]:
+        """Prompt token ids, with no special tokens added (the ORZ template has no BOS)."""
+        return [self.tokenizer.encode(p, add_special_tokens=False) for p in prompts]
+
+    def generate(self, prompts: list[str], params: SamplingParams) -> list[list[Completion]]:
+        prompt_ids = self.encode(prompts)
+        pairs = [(i, s) for i in range(len(prompts)) for s in range(params.n)]
+        # Similar lengths together: less left padding per chunk.
+        pairs.sort(key=lambda p: (len(prompt_ids[p[0]]), p))
+        out: list[list[Completion | None]] = [[None] * params.n for _ in prompts]
+        was_training = self.model.training
+        self.model.eval()
+        with torch.random.fork_rng(devices=[]), torch.inference_mode():
+            torch.manual_seed(params.seed)
+            for start in range(0, len(pairs), self.batch_size):
+                chunk = pairs[start : start + self.batch_size]
+                ids = [prompt_ids[i] for i, _ in chunk]
+                for (i, s), completion in zip(chunk, self._generate_chunk(ids, params)):
+                    completion.prompt_index = i
+                    out[i][s] = completion
+        self.model.train(was_training)
+        return out  # type: ignore[return-value]
+
+    def _generate_chunk(self, ids: list[list[int]], params: SamplingParams) -> list[Completion]:
+        pad = self.tokenizer.pad_token_id
+        width = max(len(x) for x in ids)
+        input_ids = torch.tensor([[pad] * (width - len(x)) + x for x in ids])
+        attention = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in ids])
+        kwargs = {}
+        if params.stop:
+            kwargs = {"stop_strings": list(params.stop), "tokenizer": self.tokenizer}
+        sequences = self.model.generate(
+            input_ids=input_ids.to(self.model.device),
+            attention_mask=attention.to(self.model.device),
+            do_sample=True,
+            temperature=params.temperature,
+            top_p=params.top_p,
+            top_k=0,
+            max_new_tokens=params.max_new_tokens,
+            pad_token_id=pad,
+            eos_token_id=sorted(self.eos_ids),
+            cache_implementation=self.cache_implementation,
+            **kwargs,
+        )
+        results = []
+        for row, prompt in zip(sequences[:, width:].tolist(), ids):
+            tokens, stopped = trim_at_stop(row, self.eos_ids, params.stop, self._decode)
+            if not stopped and len(tokens) < params.max_new_tokens:
+                # Finished early without EOS/stop text: only padding follows (pad not in eos_ids).
+                tokens, stopped = self._strip_padding(tokens), True
+            results.append(
+                Completion(
+                    prompt_index=-1,
+                    prompt_ids=prompt,
+                    token_ids=tokens,
+                    text=self._decode(tokens),
+                    finish_reason="stop" if stopped else "length",
+                )
+            )
+        return results
+
+    def _decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=True)
+
+    def _strip_padding(self, tokens: list[int]) -> list[int]:
+        pad = self.tokenizer.pad_token_id
+        while tokens and tokens[-1] == pad:
+            tokens = tokens[:-1]
+        return tokens
+
+    def sync_weights(self, policy: torch.nn.Module) -> None:
+        if policy is not self.model:
+            self.model.load_state_dict(policy.state_dict())
+
+    def sleep(self) -> None:
+        """Nothing to free: the engine is the policy module."""
+
+    def wake(self) -> None:
+        """Nothing to restore."""

@@ -1,0 +1,232 @@
+"""Policy and critic workers: a model, its optimiser and schedule; log-probs, values, training.
+
+Workers take and return typed records (``PackedBatch`` in; tensors and ``*Stats`` out), so the
+trainer drives a local worker and a Ray actor group the same way.
+Shape legend: B batch (rows), T tokens.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from transformers import PreTrainedModel
+
+from zerorl.core.logprobs import entropy, gather_logprobs, shift_right
+from zerorl.core.losses import Aggregation, kl_to_reference, masked_mean, policy_loss, value_loss
+from zerorl.models import Critic
+from zerorl.types import PackedBatch
+
+
+@dataclass(frozen=True)
+class OptimSettings:
+    lr: float
+    betas: tuple[float, float] = (0.9, 0.95)
+    weight_decay: float = 0.0
+    warmup_steps: int = 50
+    grad_clip: float = 1.0
+
+
+def make_optimizer(
+    params: Any, s: OptimSettings
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+    """AdamW and a schedule: linear warm-up over ``warmup_steps`` optimiser steps, then constant."""
+    opt = torch.optim.AdamW(params, lr=s.lr, betas=s.betas, weight_decay=s.weight_decay)
+    warm = max(s.warmup_steps, 1)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: min(1.0, (k + 1) / warm))
+    return opt, sched
+
+
+@dataclass
+class PolicyOutput:
+    """Per-token outputs of the policy at rollout time, aligned with ``input_ids`` (B, T)."""
+
+    logprobs: torch.Tensor
+    entropy: torch.Tensor
+
+
+@dataclass
+class PolicyStats:
+    loss: float
+    clip_frac: float
+    approx_kl: float
+    grad_norm: float
+    lr: float
+    kl_loss: float = 0.0
+
+
+@dataclass
+class CriticStats:
+    loss: float
+    clip_frac: float
+    grad_norm: float
+    lr: float
+
+
+def _micro_batches(rows: list[int], size: int) -> list[list[int]]:
+    return [rows[i : i + size] for i in range(0, len(rows), size)]
+
+
+class PolicyWorker:
+    """Holds the policy; one ``train`` call = exactly ``steps`` optimiser steps (ORZ: 1)."""
+
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        optim: OptimSettings,
+        clip_eps: float = 0.2,
+        micro_rows: int = 1,
+        aggregation: Aggregation = "row-mean",
+        kl_loss_coef: float = 0.0,
+        entropy_coef: float = 0.0,
+    ) -> None:
+        self.model = model
+        self.settings = optim
+        self.optimizer, self.scheduler = make_optimizer(model.parameters(), optim)
+        self.clip_eps = clip_eps
+        self.micro_rows = micro_rows
+        self.aggregation: Aggregation = aggregation
+        self.kl_loss_coef = kl_loss_coef
+        self.entropy_coef = entropy_coef
+
+    def _forward(self, batch: PackedBatch) -> torch.Tensor:
+        # attention_mask=None + restarting position ids: transformers isolates packed samples.
+        return self.model(
+            input_ids=batch.input_ids, position_ids=batch.position_ids, use_cache=False
+        ).logits
+
+    @torch.no_grad()
+    def logprobs(self, batch: PackedBatch) -> PolicyOutput:
+        """Log-probabilities and entropies of every token under the current policy, (B, T)."""
+        self.model.eval()
+        lps, ents = [], []
+        for rows in _micro_batches(list(range(batch.num_rows)), self.micro_rows):
+            sub = batch.rows(rows)
+            logits = self._forward(sub)
+            lps.append(shift_right(gather_logprobs(logits[:, :-1], sub.input_ids[:, 1:])))
+            ents.append(shift_right(entropy(logits[:, :-1])))
+        return PolicyOutput(torch.cat(lps), torch.cat(ents))
+
+    def train(
+        self,
+        batch: PackedBatch,
+        advantages: torch.Tensor,
+        old_logprobs: torch.Tensor,
+        ref_logprobs: torch.Tensor | None = None,
+    ) -> PolicyStats:
+        """One optimiser step with gradients accumulated over all rows of the batch.
+
+        The loss is ``aggregation`` over response tokens (ORZ: each row's token mean, averaged over
+        rows), plus ``kl_loss_coef`` times the k3 KL to ``ref_logprobs`` and minus
+        ``entropy_coef`` times the entropy when those ablations are on.
+        """
+        self.model.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        n_rows = batch.num_rows
+        totals = {"loss": 0.0, "clip_frac": 0.0, "approx_kl": 0.0, "kl_loss": 0.0}
+        for rows in _micro_batches(list(range(n_rows)), self.micro_rows):
+            sub = batch.rows(rows)
+            mask = sub.response_mask
+            logits = self._forward(sub)
+            lp = shift_right(gather_logprobs(logits[:, :-1], sub.input_ids[:, 1:]))
+            loss, m = policy_loss(lp, old_logprobs[rows], advantages[rows], mask, self.clip_eps, self.aggregation)
+            if ref_logprobs is not None and self.kl_loss_coef > 0:
+                kl = masked_mean(kl_to_reference(lp, ref_logprobs[rows]), mask, self.aggregation)
+                loss = loss + self.kl_loss_coef * kl
+                totals["kl_loss"] += float(kl) * len(rows) / n_rows
+            if self.entropy_coef > 0:
+                ent = masked_mean(shift_right(entropy(logits[:, :-1])), mask, self.aggregation)
+                loss = loss - self.entropy_coef * ent
+            weight = len(rows) / n_rows  # mean over rows == ORZ's average over packed sequences
+            (loss * weight).backward()
+            totals["loss"] += float(loss) * weight
+            totals["clip_frac"] += m["clip_frac"] * weight
+            totals["approx_kl"] += m["approx_kl"] * weight
+        grad_norm = nn.utils.clip_grad_norm_(self.model.parameters(), self.settings.grad_clip)
+        lr = self.scheduler.get_last_lr()[0]
+        self.optimizer.step()
+        self.scheduler.step()
+        return PolicyStats(grad_norm=float(grad_norm), lr=lr, **totals)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+
+
+class CriticWorker:
+    """Holds the critic; one ``train`` call = ``steps`` mini-batch optimiser steps (ORZ: 12)."""
+
+    def __init__(
+        self,
+        critic: Critic,
+        optim: OptimSettings,
+        value_clip: float = 0.2,
+        steps: int = 12,
+        micro_rows: int = 1,
+        aggregation: Aggregation = "row-mean",
+    ) -> None:
+        self.critic = critic
+        self.settings = optim
+        self.optimizer, self.scheduler = make_optimizer(critic.parameters(), optim)
+        self.value_clip = value_clip
+        self.steps = steps
+        self.micro_rows = micro_rows
+        self.aggregation: Aggregation = aggregation
+
+    def _values(self, batch: PackedBatch) -> torch.Tensor:
+        return shift_right(self.critic(batch.input_ids, batch.position_ids))
+
+    @torch.no_grad()
+    def values(self, batch: PackedBatch) -> torch.Tensor:
+        """The critic's value before each token, aligned with ``input_ids``: (B, T)."""
+        self.critic.eval()
+        parts = [
+            self._values(batch.rows(rows))
+            for rows in _micro_batches(list(range(batch.num_rows)), self.micro_rows)
+        ]
+        return torch.cat(parts)
+
+    def train(
+        self, batch: PackedBatch, returns: torch.Tensor, old_values: torch.Tensor, seed: int
+    ) -> CriticStats:
+        """``steps`` optimiser steps over shuffled mini-batches of rows (a new shuffle each pass
+        when there are fewer rows than steps); ``seed`` fixes the shuffles."""
+        self.critic.train()
+        g = torch.Generator().manual_seed(seed)
+        n = batch.num_rows
+        chunks: list[list[int]] = []
+        losses, clips, norms, lrs = [], [], [], []
+        for _ in range(self.steps):
+            if not chunks:
+                perm = torch.randperm(n, generator=g).tolist()
+                k = min(self.steps, n)
+                chunks = [perm[i::k] for i in range(k)]
+            minibatch = chunks.pop(0)
+            self.optimizer.zero_grad(set_to_none=True)
+            for rows in _micro_batches(minibatch, self.micro_rows):
+                sub = batch.rows(rows)
+                loss, m = value_loss(
+                    self._values(sub), old_values[rows], returns[rows], sub.response_mask,
+                    self.value_clip, self.aggregation,
+                )
+                weight = len(rows) / len(minibatch)
+                (loss * weight).backward()
+                losses.append(float(loss) * weight / self.steps)
+                clips.append(m["clip_frac"] * weight / self.steps)
+            norms.append(float(nn.utils.clip_grad_norm_(self.critic.parameters(), self.settings.grad_clip)))
+            lrs.append(self.scheduler.get_last_lr()[0])
+            self.optimizer.step()
+            self.scheduler.step()
+        return CriticStats(loss=sum(losses), clip_frac=sum(clips), grad_norm=sum(norms) / len(norms), lr=lrs[-1])
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
