@@ -101,8 +101,8 @@ def test_packed_gae_equals_padded_gae(gamma, lam):
     adv, ret = packed_gae(
         batch.token_rewards, values, batch.response_mask, batch.segment_ids, gamma, lam
     )
-    for b, (row_bounds, row_index) in enumerate(zip(batch.sample_bounds, batch.sample_index)):
-        for (s, e), i in zip(row_bounds, row_index):
+    for b, row_bounds in enumerate(batch.sample_bounds):
+        for s, e in row_bounds:
             sl = slice(s, e)
             padded = gae(
                 batch.token_rewards[b : b + 1, sl],
@@ -116,7 +116,7 @@ def test_packed_gae_equals_padded_gae(gamma, lam):
 
 
 def test_normalize_whitens_over_masked_tokens_of_whole_batch():
-    rewards, values, mask = random_case(5)
+    _, values, mask = random_case(5)
     x = values * 3 + 2
     out = normalize(x, mask)
     sel = out[mask > 0]

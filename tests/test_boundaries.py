@@ -38,7 +38,8 @@ def test_pure_packages_do_not_pull_forbidden_modules_at_runtime(package):
         f"pkg = importlib.import_module('{package}')\n"
         "for m in pkgutil.walk_packages(pkg.__path__, pkg.__name__ + '.'):\n"
         "    importlib.import_module(m.name)\n"
-        f"bad = [m for m in sys.modules if m.split('.')[0] in ('ray', 'vllm') or m in {FORBIDDEN!r}]\n"
+        "bad = [m for m in sys.modules\n"
+        f"       if m.split('.')[0] in ('ray', 'vllm') or m in {FORBIDDEN!r}]\n"
         "print(','.join(bad))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -5,8 +5,14 @@ import math
 import pytest
 import torch
 
-from zerorl.core.losses import explained_variance, kl_to_reference, masked_mean, policy_loss, value_loss
 from zerorl.core.logprobs import entropy, gather_logprobs, shift_right, token_logprobs
+from zerorl.core.losses import (
+    explained_variance,
+    kl_to_reference,
+    masked_mean,
+    policy_loss,
+    value_loss,
+)
 
 
 def test_policy_loss_by_hand():

@@ -47,8 +47,15 @@ def test_pack_layout():
 
 def test_packed_forward_equals_padded_forward():
     torch.manual_seed(0)
-    cfg = Qwen2Config(vocab_size=50, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64)
+    cfg = Qwen2Config(
+        vocab_size=50,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
+    )
     model = Qwen2ForCausalLM(cfg).eval()
     prompts = [[1, 2, 3], [4, 5], [6, 7, 8, 9]]
     responses = [[10, 11], [12, 13, 14], [15]]

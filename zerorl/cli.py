@@ -43,13 +43,21 @@ def _step_line(total: int) -> callable:
 
 @app.command()
 def train(
-    overrides: Annotated[list[str] | None, typer.Argument(help="section.key=value overrides")] = None,
-    preset: Annotated[str, typer.Option(help=f"preset name ({', '.join(presets())})")] = DEFAULT_PRESET,
+    overrides: Annotated[
+        list[str] | None, typer.Argument(help="section.key=value overrides")
+    ] = None,
+    preset: Annotated[
+        str, typer.Option(help=f"preset name ({', '.join(presets())})")
+    ] = DEFAULT_PRESET,
     config: Annotated[Path | None, typer.Option(help="YAML config file")] = None,
     steps: Annotated[int | None, typer.Option(help="PPO steps (train.steps)")] = None,
     seed: Annotated[int | None, typer.Option(help="seed (train.seed)")] = None,
-    out: Annotated[Path | None, typer.Option(help="run directory (default runs/<timestamp>)")] = None,
-    resume: Annotated[Path | None, typer.Option(help="continue this run from its last checkpoint")] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="run directory (default runs/<timestamp>)")
+    ] = None,
+    resume: Annotated[
+        Path | None, typer.Option(help="continue this run from its last checkpoint")
+    ] = None,
 ) -> None:
     """Train with ORZ's PPO. With no arguments: the embedded tiny-cpu toy world (no download)."""
     from zerorl.launch import run_training
@@ -63,7 +71,9 @@ def train(
     try:
         cfg = load_config(preset, config, extra)
         total = cfg.train.steps
-        console.print(f"[bold]zerorl train[/] preset={preset} model={cfg.model.path} steps={total or 'auto'}")
+        console.print(
+            f"[bold]zerorl train[/] preset={preset} model={cfg.model.path} steps={total or 'auto'}"
+        )
         run = run_training(cfg, out, resume, on_step=_step_line(total), on_info=console.print)
     except (ConfigError, ModelPathError, FileExistsError, FileNotFoundError) as e:
         _fail(str(e))
@@ -74,7 +84,9 @@ def train(
 
 @app.command("config")
 def show_config(
-    overrides: Annotated[list[str] | None, typer.Argument(help="section.key=value overrides")] = None,
+    overrides: Annotated[
+        list[str] | None, typer.Argument(help="section.key=value overrides")
+    ] = None,
     preset: Annotated[str | None, typer.Option(help="preset name")] = None,
     config: Annotated[Path | None, typer.Option(help="YAML config file")] = None,
     keys: Annotated[bool, typer.Option("--keys", help="list every key with its help")] = False,

@@ -1,8 +1,8 @@
 """The one zerorl configuration: typed dataclasses with the Open-Reasoner-Zero values as defaults.
 
-A run's config is resolved in this order, each layer overriding the one before:
-defaults (the ORZ paper) -> preset (``zerorl/presets/NAME.yaml``) -> ``--config FILE`` -> ``key=value``.
-Every field carries its help text once, in its ``metadata``; ``zerorl config --help-keys`` prints it.
+A run's config is resolved in this order, each layer overriding the one before: defaults (the
+ORZ paper) -> preset (``zerorl/presets/NAME.yaml``) -> ``--config FILE`` -> ``key=value``.
+Every field carries its help text once, in its ``metadata``; ``zerorl config --keys`` prints it.
 """
 
 from __future__ import annotations
@@ -33,7 +33,9 @@ def _f(default: Any, help: str) -> Any:
 
 @dataclass
 class ModelConfig:
-    path: str = _f("Qwen/Qwen2.5-7B", "policy base model: HF hub id, local dir, or 'toy' (embedded)")
+    path: str = _f(
+        "Qwen/Qwen2.5-7B", "policy base model: HF hub id, local dir, or 'toy' (embedded)"
+    )
     critic_path: str | None = _f(None, "critic base model; defaults to model.path (as ORZ)")
     value_head_init: Literal["kaiming", "normal"] = _f(
         "kaiming", "value head init: torch default Linear (paper) or normal(0, 1/(H+1)) (ORZ code)"
@@ -45,7 +47,9 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    train_files: list[str] = _f([], "training prompt files (ORZ JSON, JSONL, ...); empty = toy world")
+    train_files: list[str] = _f(
+        [], "training prompt files (ORZ JSON, JSONL, ...); empty = toy world"
+    )
     toy_train_size: int = _f(4096, "toy world: number of synthetic training prompts")
     toy_eval_size: int = _f(256, "toy world: number of held-out evaluation problems")
     max_prompt_tokens: int = _f(2048, "prompts longer than this (tokens) are dropped and counted")
@@ -86,7 +90,8 @@ class PPOConfig:
     kl_loss_coef: float = _f(0.0, "ablation: KL-to-reference loss term (ORZ: off)")
     entropy_coef: float = _f(0.0, "entropy bonus (ORZ: off)")
     loss_aggregation: Literal["row-mean", "token-mean"] = _f(
-        "row-mean", "row-mean: token mean per packed row, averaged over rows (ORZ); token-mean: over all"
+        "row-mean",
+        "row-mean: token mean per packed row, averaged over rows (ORZ); token-mean: over all",
     )
 
 
@@ -117,9 +122,13 @@ class TrainConfig:
 
 @dataclass
 class EvalConfig:
-    benchmarks: list[str] = _f([], "benchmark names (aime2024, math500, ..., toy) or ORZ eval files")
+    benchmarks: list[str] = _f(
+        [], "benchmark names (aime2024, math500, ..., toy) or ORZ eval files"
+    )
     data_dir: str = _f("", "directory holding <name>.json benchmark files")
-    interval: int = _f(10, "evaluate every N steps; the first and last steps always (0 = only those)")
+    interval: int = _f(
+        10, "evaluate every N steps; the first and last steps always (0 = only those)"
+    )
     samples: int = _f(16, "samples per problem (avg@K, the paper's metric, uses K = samples)")
     temperature: float = _f(1.0, "evaluation sampling temperature")
     top_p: float = _f(1.0, "evaluation nucleus sampling threshold")
@@ -190,7 +199,9 @@ def set_key(cfg: Config, key: str, value: Any) -> None:
     if name not in _fields(sub):
         close = difflib.get_close_matches(name, list(_fields(sub)), n=1)
         hint = f"did you mean {section}.{close[0]}? " if close else ""
-        raise ConfigError(f"unknown config key {key!r}; {hint}{section} has: {', '.join(_fields(sub))}")
+        raise ConfigError(
+            f"unknown config key {key!r}; {hint}{section} has: {', '.join(_fields(sub))}"
+        )
     hints = typing.get_type_hints(type(sub))
     setattr(sub, name, _coerce(key, value, hints[name]))
 
@@ -280,7 +291,10 @@ def validate(cfg: Config) -> None:
         (cfg.rollout.temperature > 0, "rollout.temperature must be > 0"),
         (0 < cfg.rollout.top_p <= 1, "rollout.top_p must be in (0, 1]"),
         (cfg.rollout.max_new_tokens > 0, "rollout.max_new_tokens must be positive"),
-        (0 <= cfg.ppo.gamma <= 1 and 0 <= cfg.ppo.lam <= 1, "ppo.gamma and ppo.lam must be in [0, 1]"),
+        (
+            0 <= cfg.ppo.gamma <= 1 and 0 <= cfg.ppo.lam <= 1,
+            "ppo.gamma and ppo.lam must be in [0, 1]",
+        ),
         (cfg.ppo.clip_eps > 0, "ppo.clip_eps must be > 0"),
         (cfg.ppo.policy_steps >= 1, "ppo.policy_steps must be >= 1"),
         (cfg.ppo.critic_steps >= 1, "ppo.critic_steps must be >= 1"),
@@ -298,8 +312,8 @@ def validate(cfg: Config) -> None:
     need = cfg.data.max_prompt_tokens + cfg.rollout.max_new_tokens
     if cfg.train.pack_length < need:
         raise ConfigError(
-            f"train.pack_length={cfg.train.pack_length} cannot hold one sample: it must be at least "
-            f"data.max_prompt_tokens + rollout.max_new_tokens = {need}"
+            f"train.pack_length={cfg.train.pack_length} cannot hold one sample: it must be at "
+            f"least data.max_prompt_tokens + rollout.max_new_tokens = {need}"
         )
     if cfg.rollout.engine == "vllm" and cfg.train.backend != "ray":
         raise ConfigError("rollout.engine=vllm needs train.backend=ray")

@@ -31,7 +31,7 @@ def training_prompts(cfg: Config) -> list[Prompt]:
 
 
 def eval_sets(cfg: Config) -> dict[str, list[Prompt]]:
-    """Benchmarks by name: ``toy`` (held-out toy problems), a file, or ``<data_dir>/<name>.json``."""
+    """Benchmarks by name: ``toy`` (held-out toy problems), a file or ``<data_dir>/<name>.json``."""
     sets: dict[str, list[Prompt]] = {}
     for name in cfg.eval.benchmarks:
         if name == TOY:
@@ -53,10 +53,17 @@ def eval_sets(cfg: Config) -> dict[str, list[Prompt]]:
 
 
 def drop_long_prompts(prompts: list[Prompt], roles: Roles, max_tokens: int) -> list[Prompt]:
+    """Prompts whose rendered template fits ``max_tokens``; an error if none does."""
     from zerorl.data.template import render
 
     lengths = [len(roles.tokenizer.encode(render(p.question))) for p in prompts]
-    return [p for p, n in zip(prompts, lengths) if n <= max_tokens]
+    kept = [p for p, n in zip(prompts, lengths) if n <= max_tokens]
+    if prompts and not kept:
+        raise ConfigError(
+            f"all {len(prompts)} prompts are longer than data.max_prompt_tokens={max_tokens} "
+            f"once rendered with the ORZ template (shortest: {min(lengths)} tokens)"
+        )
+    return kept
 
 
 def total_steps(cfg: Config, n_prompts: int) -> int:
@@ -96,6 +103,8 @@ def run_training(
         trainer = Trainer(cfg, roles, stream, eval_sets(cfg), run, on_step)
         if checkpoint is not None:
             trainer.load_state_dict(load_trainer_state(checkpoint))
+            roles.policy.load_optim(checkpoint / "policy")
+            roles.critic.load_optim(checkpoint / "critic")
             run.truncate_metrics(trainer.step)
             on_info(f"resumed {run.path} at step {trainer.step}")
         trainer.fit(total_steps(cfg, len(kept)))

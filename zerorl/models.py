@@ -24,6 +24,7 @@ from transformers import (
 )
 
 VALUE_HEAD_FILE = "value_head.safetensors"
+GENERIC_TOKENIZERS = ("PreTrainedTokenizerFast", "TokenizersBackend")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
@@ -52,29 +53,32 @@ def resolve_model_path(path: str) -> tuple[str, str | None]:
         return str(p), None
     looks_local = path.startswith(("/", ".", "~")) or path.count("/") != 1
     if looks_local:
-        raise ModelPathError(f"model path not found: {path} (expected a local directory or org/name)")
+        raise ModelPathError(
+            f"model path not found: {path} (expected a local directory or org/name)"
+        )
     return path, None
 
 
 def load_tokenizer(path: str) -> PreTrainedTokenizerBase:
     """Load the tokenizer of a model directory; ensures a pad token (EOS if none).
 
-    A directory whose ``tokenizer_config.json`` names ``PreTrainedTokenizerFast`` is loaded with
-    that class directly: ``AutoTokenizer`` would follow the model type (e.g. qwen2) and silently
-    replace a custom pre-tokenizer.
+    A directory whose ``tokenizer_config.json`` names a generic fast tokenizer is loaded with
+    ``PreTrainedTokenizerFast`` directly: ``AutoTokenizer`` would follow the model type (e.g.
+    qwen2) and silently replace a custom pre-tokenizer.
     """
     location, gguf = resolve_model_path(path)
     config_file = Path(location) / "tokenizer_config.json"
     explicit = False
     if config_file.exists():
-        explicit = json.loads(config_file.read_text()).get("tokenizer_class") == (
-            "PreTrainedTokenizerFast"
-        )
+        # transformers 5 saves a PreTrainedTokenizerFast as "TokenizersBackend".
+        explicit = json.loads(config_file.read_text()).get("tokenizer_class") in GENERIC_TOKENIZERS
     if explicit:
         tok = PreTrainedTokenizerFast.from_pretrained(location)
     else:
-        tok = AutoTokenizer.from_pretrained(location, gguf_file=gguf) if gguf else (
-            AutoTokenizer.from_pretrained(location)
+        tok = (
+            AutoTokenizer.from_pretrained(location, gguf_file=gguf)
+            if gguf
+            else (AutoTokenizer.from_pretrained(location))
         )
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
@@ -113,7 +117,9 @@ class Critic(nn.Module):
     def save_pretrained(self, directory: str | Path) -> None:
         directory = Path(directory)
         self.backbone.save_pretrained(directory)
-        save_file({"weight": self.value_head.weight.detach().contiguous()}, directory / VALUE_HEAD_FILE)
+        save_file(
+            {"weight": self.value_head.weight.detach().contiguous()}, directory / VALUE_HEAD_FILE
+        )
 
 
 def init_value_head(head: nn.Linear, how: str, generator: torch.Generator) -> None:

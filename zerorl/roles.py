@@ -82,7 +82,9 @@ def build_local_roles(cfg: Config, checkpoint: Path | None = None) -> Roles:
     if p.kl_loss_coef > 0 or p.kl_penalty_coef > 0:
         # The reference is the *initial* policy, also when resuming.
         ref_model = load_policy(m.path, m.dtype, m.attn_implementation).eval().requires_grad_(False)
-        reference = PolicyWorker(ref_model, optim_settings(cfg, 0.0), micro_rows=cfg.train.micro_rows)
+        reference = PolicyWorker(
+            ref_model, optim_settings(cfg, 0.0), micro_rows=cfg.train.micro_rows
+        )
     engine = HFEngine(policy_model, tokenizer, batch_size=cfg.rollout.batch_size)
     pool = RewardPool(cfg.reward.num_workers, cfg.reward.timeout_s, cfg.reward.memory_mb)
     return Roles(engine, pool, policy, critic, tokenizer, reference)

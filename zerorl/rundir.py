@@ -112,15 +112,16 @@ class RunDir:
     # ------------------------------------------------------------------ checkpoints
 
     def save_checkpoint(self, step: int, policy, critic, tokenizer, state: dict[str, Any]) -> Path:
-        """Write policy/, critic/ and trainer_state.pt atomically, then point ``latest`` at it."""
+        """Write policy/, critic/ (each worker's ``save``) and trainer_state.pt into a temporary
+        directory, rename it into place, then point ``latest`` at it: a crash never leaves a
+        half-written checkpoint behind ``latest``."""
         root = self.path / CHECKPOINTS
         final = root / f"step_{step}"
         tmp = root / f".tmp_step_{step}_{time.time_ns()}"
         tmp.mkdir(parents=True)
-        policy.save_pretrained(tmp / "policy")
-        tokenizer.save_pretrained(tmp / "policy")
-        critic.save_pretrained(tmp / "critic")
-        tokenizer.save_pretrained(tmp / "critic")
+        for name, worker in (("policy", policy), ("critic", critic)):
+            worker.save(tmp / name)
+            tokenizer.save_pretrained(tmp / name)
         torch.save(state, tmp / "trainer_state.pt")
         if final.exists():
             shutil.rmtree(final)

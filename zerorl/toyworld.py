@@ -31,9 +31,9 @@ import re
 import shutil
 import tempfile
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -41,6 +41,9 @@ from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_token
 from zerorl.data.synth import generate
 from zerorl.data.template import TEMPLATE, render
 from zerorl.types import Prompt
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerFast, Qwen2Config
 
 # Bump when the corpus, tokenizer or pretraining code changes what a given settings builds:
 # it is part of the cache key, so old caches are simply not found again.
@@ -216,8 +219,8 @@ def save_tokenizer(tokenizer: Tokenizer, model_dir: Path) -> None:
     (model_dir / "tokenizer_config.json").write_text(json.dumps(config, indent=2) + "\n")
 
 
-def load_tokenizer(model_dir: str | Path):  # -> transformers.PreTrainedTokenizerFast
-    """Load the world's tokenizer explicitly (never through AutoTokenizer; see ``save_tokenizer``)."""
+def load_tokenizer(model_dir: str | Path) -> PreTrainedTokenizerFast:
+    """Load the world's tokenizer explicitly: AutoTokenizer would pick Qwen2Tokenizer."""
     from transformers import PreTrainedTokenizerFast
 
     return PreTrainedTokenizerFast(
@@ -231,7 +234,7 @@ def load_tokenizer(model_dir: str | Path):  # -> transformers.PreTrainedTokenize
 # --------------------------------------------------------------------------- model
 
 
-def model_config(settings: WorldSettings, tokenizer: Tokenizer):  # -> transformers.Qwen2Config
+def model_config(settings: WorldSettings, tokenizer: Tokenizer) -> Qwen2Config:
     """A tiny Qwen2 config (tied embeddings, full multi-head attention) for ``tokenizer``."""
     from transformers import Qwen2Config
 
@@ -259,10 +262,12 @@ def _encode_pairs(
     eos_id = tokenizer.token_to_id(EOS)
     prompts = tokenizer.encode_batch([p for p, _ in pairs])
     responses = tokenizer.encode_batch([r for _, r in pairs])
-    return [(p.ids + r.ids + [eos_id], len(p.ids)) for p, r in zip(prompts, responses)]
+    return [(p.ids + r.ids + [eos_id], len(p.ids)) for p, r in zip(prompts, responses, strict=True)]
 
 
-def _rows_loss(model, rows: list[tuple[list[int], int]], pad_id: int) -> tuple[torch.Tensor, int]:
+def _rows_loss(
+    model: PreTrainedModel, rows: list[tuple[list[int], int]], pad_id: int
+) -> tuple[torch.Tensor, int]:
     """Summed next-token loss over the response tokens (EOS included) of right-padded rows."""
     width = max(len(ids) for ids, _ in rows)
     input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
@@ -292,7 +297,7 @@ def _length_groups(rows: list[tuple[list[int], int]]) -> list[list[tuple[list[in
 
 
 def pretrain(
-    model,
+    model: PreTrainedModel,
     examples: list[tuple[list[int], int]],
     settings: WorldSettings,
     *,
@@ -332,29 +337,37 @@ def pretrain(
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
             scheduler.step()
-            recent = (recent + [loss.item()])[-50:]
+            recent = [*recent[-49:], loss.item()]
             bar.update(step + 1, sum(recent) / len(recent))
     model.eval()
     return sum(recent) / len(recent)
 
 
 class _Progress:
-    """A rich progress bar with the running loss, or nothing when ``enabled`` is false."""
+    """Pretraining progress with the running loss and elapsed time, or nothing if disabled.
+
+    A rich bar on a terminal; elsewhere (CI logs, pipes) a log line every tenth of the steps.
+    """
 
     def __init__(self, total: int, enabled: bool) -> None:
         self.total, self.enabled, self._bar, self._task = total, enabled, None, None
+        self._start = time.monotonic()
+        self._console = None
 
     def __enter__(self) -> _Progress:
-        if self.enabled:
-            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-            from rich.progress import TimeRemainingColumn
+        if not self.enabled:
+            return self
+        from rich.console import Console
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+        self._console = Console(stderr=True)
+        if self._console.is_terminal:
             self._bar = Progress(
                 TextColumn("toy world: pretraining the base model"),
                 BarColumn(),
                 TextColumn("{task.completed}/{task.total} steps  loss {task.fields[loss]}"),
                 TimeElapsedColumn(),
-                TimeRemainingColumn(),
+                console=self._console,
             )
             self._bar.__enter__()
             self._task = self._bar.add_task("pretrain", total=self.total, loss="-")
@@ -363,6 +376,12 @@ class _Progress:
     def update(self, completed: int, loss: float) -> None:
         if self._bar is not None:
             self._bar.update(self._task, completed=completed, loss=f"{loss:.3f}")
+        elif self._console is not None and completed % max(self.total // 10, 1) == 0:
+            elapsed = time.monotonic() - self._start
+            self._console.print(
+                f"toy world: pretraining step {completed}/{self.total}  loss {loss:.3f}  "
+                f"{elapsed:.0f}s"
+            )
 
     def __exit__(self, *exc: object) -> None:
         if self._bar is not None:
@@ -404,6 +423,8 @@ def ensure_base_model(
         return final
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".building-{final.name}-", dir=root))
+    if progress:
+        print(f"toy world: building the base model once (a few minutes) into {final}", flush=True)
     try:
         build(tmp, settings, seed=seed, progress=progress)
         try:
@@ -484,8 +505,8 @@ def reasons(response: str) -> bool:
 
 @torch.no_grad()
 def sample(
-    model,
-    tokenizer,
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerFast,
     questions: list[str],
     *,
     temperature: float = 1.0,
@@ -523,13 +544,18 @@ def sample(
 
 
 def evaluate(
-    model, tokenizer, prompts: list[Prompt], *, temperature: float = 1.0, seed: int = 0
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerFast,
+    prompts: list[Prompt],
+    *,
+    temperature: float = 1.0,
+    seed: int = 0,
 ) -> WorldReport:
     """Sample one response per prompt and report accuracy and the reasoning split."""
     texts, lengths = sample(
         model, tokenizer, [p.question for p in prompts], temperature=temperature, seed=seed
     )
-    correct = [is_correct(t, p.ground_truth) for t, p in zip(texts, prompts)]
+    correct = [is_correct(t, p.ground_truth) for t, p in zip(texts, prompts, strict=True)]
     reasoned = [reasons(t) for t in texts]
 
     def mean(flags: list[bool]) -> float | None:
@@ -539,7 +565,7 @@ def evaluate(
         n=len(prompts),
         accuracy=mean(correct) or 0.0,
         reasoning_share=mean(reasoned) or 0.0,
-        accuracy_reasoning=mean([c for c, r in zip(correct, reasoned) if r]),
-        accuracy_direct=mean([c for c, r in zip(correct, reasoned) if not r]),
+        accuracy_reasoning=mean([c for c, r in zip(correct, reasoned, strict=True) if r]),
+        accuracy_direct=mean([c for c, r in zip(correct, reasoned, strict=True) if not r]),
         mean_response_tokens=sum(lengths) / max(len(lengths), 1),
     )

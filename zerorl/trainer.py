@@ -104,11 +104,13 @@ class Trainer:
         with timer("advantages"):
             advantages, returns = self.advantages(batch, values, old.logprobs, ref)
         with timer("critic_update"):
-            critic = roles.critic.train(batch, returns, values, step_seed(cfg.train.seed, self.step, 1))
+            critic = roles.critic.train(
+                batch, returns, values, step_seed(cfg.train.seed, self.step, 1)
+            )
         with timer("policy_update"):
             policy = roles.policy.train(batch, advantages, old.logprobs, ref)
         with timer("sync_weights"):
-            roles.engine.sync_weights(roles.policy.model)
+            roles.engine.sync_weights(roles.policy)
         timer.times["time/step"] = time.perf_counter() - start
         metrics = {
             **reward_stats,
@@ -148,9 +150,7 @@ class Trainer:
             [p.ground_truth for p, _ in flat],
             [c.finish_reason == "stop" for _, c in flat],
         )
-        samples = [
-            ScoredSample(p, c, s) for (p, c), s in zip(flat, result.scores) if c.token_ids
-        ]
+        samples = [ScoredSample(p, c, s) for (p, c), s in zip(flat, result.scores) if c.token_ids]
         if not samples:
             raise RuntimeError("every response of this step is empty; nothing to train on")
         stats = {
@@ -229,7 +229,9 @@ class Trainer:
         new_tokens = sum(s.response_length for s in samples)
         packed_tokens = float(batch.attention_mask.sum())
         # Training forwards: old logprobs, values, critic steps (one pass), policy step.
-        train_time = sum(times[f"time/{k}"] for k in ("logprobs", "values", "critic_update", "policy_update"))
+        train_time = sum(
+            times[f"time/{k}"] for k in ("logprobs", "values", "critic_update", "policy_update")
+        )
         return {
             "throughput/tokens_per_s": (packed_tokens + new_tokens) / times["time/step"],
             "throughput/generate_tokens_per_s": new_tokens / max(times["time/generate"], 1e-9),
@@ -254,11 +256,10 @@ class Trainer:
     # ------------------------------------------------------------------ checkpoints
 
     def state_dict(self) -> dict:
+        """Loop state; the workers save their own weights and optimiser states beside it."""
         return {
             "step": self.step,
             "stream": self.stream.state_dict(),
-            "policy": self.roles.policy.state_dict(),
-            "critic": self.roles.critic.state_dict(),
             "rng": {
                 "python": random.getstate(),
                 "numpy": np.random.get_state(),
@@ -269,17 +270,10 @@ class Trainer:
     def load_state_dict(self, state: dict) -> None:
         self.step = state["step"]
         self.stream.load_state_dict(state["stream"])
-        self.roles.policy.load_state_dict(state["policy"])
-        self.roles.critic.load_state_dict(state["critic"])
         random.setstate(state["rng"]["python"])
         np.random.set_state(state["rng"]["numpy"])
         torch.set_rng_state(state["rng"]["torch"])
 
     def save(self) -> None:
-        self.run.save_checkpoint(
-            self.step,
-            self.roles.policy.model,
-            self.roles.critic.critic,
-            self.roles.tokenizer,
-            self.state_dict(),
-        )
+        r = self.roles
+        self.run.save_checkpoint(self.step, r.policy, r.critic, r.tokenizer, self.state_dict())

@@ -8,16 +8,19 @@ Shape legend: B batch (rows), T tokens.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 from transformers import PreTrainedModel
 
-from zerorl.core.logprobs import entropy, gather_logprobs, shift_right
+from zerorl.core.logprobs import entropy, shift_right, token_logprobs
 from zerorl.core.losses import Aggregation, kl_to_reference, masked_mean, policy_loss, value_loss
 from zerorl.models import Critic
 from zerorl.types import PackedBatch
+
+OPTIM_FILE = "optimizer.pt"
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,17 @@ class CriticStats:
     lr: float
 
 
+def _save_optim(directory: Path, optimizer, scheduler) -> None:
+    state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}
+    torch.save(state, Path(directory) / OPTIM_FILE)
+
+
+def _load_optim(directory: Path, optimizer, scheduler) -> None:
+    state = torch.load(Path(directory) / OPTIM_FILE, weights_only=False)  # our own file
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+
+
 def _micro_batches(rows: list[int], size: int) -> list[list[int]]:
     return [rows[i : i + size] for i in range(0, len(rows), size)]
 
@@ -105,8 +119,8 @@ class PolicyWorker:
         for rows in _micro_batches(list(range(batch.num_rows)), self.micro_rows):
             sub = batch.rows(rows)
             logits = self._forward(sub)
-            lps.append(shift_right(gather_logprobs(logits[:, :-1], sub.input_ids[:, 1:])))
-            ents.append(shift_right(entropy(logits[:, :-1])))
+            lps.append(token_logprobs(logits, sub.input_ids))
+            ents.append(shift_right(entropy(logits)))
         return PolicyOutput(torch.cat(lps), torch.cat(ents))
 
     def train(
@@ -130,18 +144,20 @@ class PolicyWorker:
             sub = batch.rows(rows)
             mask = sub.response_mask
             logits = self._forward(sub)
-            lp = shift_right(gather_logprobs(logits[:, :-1], sub.input_ids[:, 1:]))
-            loss, m = policy_loss(lp, old_logprobs[rows], advantages[rows], mask, self.clip_eps, self.aggregation)
+            lp = token_logprobs(logits, sub.input_ids)
+            loss, m = policy_loss(
+                lp, old_logprobs[rows], advantages[rows], mask, self.clip_eps, self.aggregation
+            )
             if ref_logprobs is not None and self.kl_loss_coef > 0:
                 kl = masked_mean(kl_to_reference(lp, ref_logprobs[rows]), mask, self.aggregation)
                 loss = loss + self.kl_loss_coef * kl
                 totals["kl_loss"] += float(kl) * len(rows) / n_rows
             if self.entropy_coef > 0:
-                ent = masked_mean(shift_right(entropy(logits[:, :-1])), mask, self.aggregation)
+                ent = masked_mean(shift_right(entropy(logits)), mask, self.aggregation)
                 loss = loss - self.entropy_coef * ent
             weight = len(rows) / n_rows  # mean over rows == ORZ's average over packed sequences
             (loss * weight).backward()
-            totals["loss"] += float(loss) * weight
+            totals["loss"] += float(loss.detach()) * weight
             totals["clip_frac"] += m["clip_frac"] * weight
             totals["approx_kl"] += m["approx_kl"] * weight
         grad_norm = nn.utils.clip_grad_norm_(self.model.parameters(), self.settings.grad_clip)
@@ -150,12 +166,13 @@ class PolicyWorker:
         self.scheduler.step()
         return PolicyStats(grad_norm=float(grad_norm), lr=lr, **totals)
 
-    def state_dict(self) -> dict[str, Any]:
-        return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()}
+    def save(self, directory: Path) -> None:
+        """Weights in Hugging Face format plus the optimiser and schedule state."""
+        self.model.save_pretrained(directory)
+        _save_optim(directory, self.optimizer, self.scheduler)
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
+    def load_optim(self, directory: Path) -> None:
+        _load_optim(directory, self.optimizer, self.scheduler)
 
 
 class CriticWorker:
@@ -211,22 +228,31 @@ class CriticWorker:
             for rows in _micro_batches(minibatch, self.micro_rows):
                 sub = batch.rows(rows)
                 loss, m = value_loss(
-                    self._values(sub), old_values[rows], returns[rows], sub.response_mask,
-                    self.value_clip, self.aggregation,
+                    self._values(sub),
+                    old_values[rows],
+                    returns[rows],
+                    sub.response_mask,
+                    self.value_clip,
+                    self.aggregation,
                 )
                 weight = len(rows) / len(minibatch)
                 (loss * weight).backward()
-                losses.append(float(loss) * weight / self.steps)
+                losses.append(float(loss.detach()) * weight / self.steps)
                 clips.append(m["clip_frac"] * weight / self.steps)
-            norms.append(float(nn.utils.clip_grad_norm_(self.critic.parameters(), self.settings.grad_clip)))
+            norms.append(
+                float(nn.utils.clip_grad_norm_(self.critic.parameters(), self.settings.grad_clip))
+            )
             lrs.append(self.scheduler.get_last_lr()[0])
             self.optimizer.step()
             self.scheduler.step()
-        return CriticStats(loss=sum(losses), clip_frac=sum(clips), grad_norm=sum(norms) / len(norms), lr=lrs[-1])
+        return CriticStats(
+            loss=sum(losses), clip_frac=sum(clips), grad_norm=sum(norms) / len(norms), lr=lrs[-1]
+        )
 
-    def state_dict(self) -> dict[str, Any]:
-        return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()}
+    def save(self, directory: Path) -> None:
+        """Backbone + value head (see ``Critic.save_pretrained``) plus optimiser and schedule."""
+        self.critic.save_pretrained(directory)
+        _save_optim(directory, self.optimizer, self.scheduler)
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
+    def load_optim(self, directory: Path) -> None:
+        _load_optim(directory, self.optimizer, self.scheduler)

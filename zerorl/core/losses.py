@@ -15,8 +15,10 @@ import torch
 Aggregation = Literal["token-mean", "row-mean"]
 
 
-def masked_mean(x: torch.Tensor, mask: torch.Tensor, how: Aggregation = "token-mean") -> torch.Tensor:
-    """Mean of ``x`` (B, T) over positions where ``mask`` (B, T) is 1; rows without any are skipped."""
+def masked_mean(
+    x: torch.Tensor, mask: torch.Tensor, how: Aggregation = "token-mean"
+) -> torch.Tensor:
+    """Mean of ``x`` (B, T) where ``mask`` (B, T) is 1; rows with no masked token are skipped."""
     mask = mask.to(x.dtype)
     if how == "token-mean":
         return (x * mask).sum() / mask.sum().clamp(min=1.0)

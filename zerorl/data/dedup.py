@@ -21,8 +21,11 @@ from zerorl.types import Prompt
 _LATEX_NOISE = re.compile(r"\\(?:left|right|displaystyle|textstyle|[,;:! ]|q?quad)(?![A-Za-z])")
 _SPACE_AROUND_SYMBOL = re.compile(r"\s*([^\w\s])\s*")
 _TOKEN = re.compile(r"\\[a-z]+|[a-z]+|\d+(?:\.\d+)?|[^\s\w]")
+_NUMBER = re.compile(r"\d+(?:\.\d+)?")
 
 Encoder = Callable[[list[str]], np.ndarray]
+# LSH proposes pairs from this much below the Jaccard threshold; the exact Jaccard then decides.
+LSH_MARGIN = 0.15
 
 
 def normalize_text(text: str) -> str:
@@ -44,6 +47,11 @@ def ngrams(toks: list[str], n: int) -> list[str]:
     if len(toks) <= n:
         return [" ".join(toks)] if toks else []
     return [" ".join(toks[i : i + n]) for i in range(len(toks) - n + 1)]
+
+
+def numbers(text: str) -> tuple[str, ...]:
+    """The numbers written in ``text``, sorted (a multiset: order and wording do not matter)."""
+    return tuple(sorted(_NUMBER.findall(normalize_text(text))))
 
 
 def exact_dedup(prompts: list[Prompt], params: None = None) -> tuple[list[Prompt], StageReport]:
@@ -73,13 +81,16 @@ class NearDupParams:
     """MinHash LSH over token ``ngram``-grams of the normalised question.
 
     A prompt is a near duplicate of a kept one when their estimated Jaccard similarity is at least
-    ``threshold``. With ``same_answer`` only pairs whose normalised ground truths agree count
-    (keeps template variants whose numbers, hence answers, differ).
+    ``threshold`` and, with ``same_numbers`` (default), both questions hold the same numbers:
+    an edited copy keeps the numbers of its original, while a template sibling with other numbers
+    is another problem with another answer and is kept. ``same_answer`` also requires equal
+    normalised ground truths.
     """
 
     threshold: float = 0.7
     ngram: int = 3
     num_perm: int = 128
+    same_numbers: bool = True
     same_answer: bool = False
     seed: int = 1
 
@@ -89,26 +100,26 @@ def near_dedup(
 ) -> tuple[list[Prompt], StageReport]:
     """Drop prompts whose question is a near duplicate of an earlier kept one (see NearDupParams).
 
-    LSH candidates are confirmed by the MinHash estimate of the Jaccard similarity, so LSH banding
-    false positives are not removed.
+    LSH, tuned below ``threshold`` so that few true pairs are missed, proposes candidates; the
+    exact Jaccard similarity of their n-gram sets decides, so LSH false positives are not removed.
     """
     from datasketch import MinHash, MinHashLSH
 
     shingles = [
-        [g.encode() for g in ngrams(tokens(p.question), params.ngram)] or [b""] for p in prompts
+        {g.encode() for g in ngrams(tokens(p.question), params.ngram)} or {b""} for p in prompts
     ]
     hashes = MinHash.bulk(shingles, num_perm=params.num_perm, seed=params.seed)
-    signatures = np.stack([h.hashvalues for h in hashes]) if hashes else np.zeros((0, 0))
-    lsh = MinHashLSH(threshold=params.threshold, num_perm=params.num_perm)
-    answers = [normalize_text(p.ground_truth) for p in prompts]
+    lsh = MinHashLSH(threshold=max(0.1, params.threshold - LSH_MARGIN), num_perm=params.num_perm)
+    answers = [normalize_text(p.ground_truth) if params.same_answer else "" for p in prompts]
+    nums = [numbers(p.question) if params.same_numbers else () for p in prompts]
     removals = Removals()
     kept: list[Prompt] = []
     for i, prompt in enumerate(prompts):
         best_j, best_sim = -1, 0.0
         for j in lsh.query(hashes[i]):
-            if params.same_answer and answers[j] != answers[i]:
+            if answers[j] != answers[i] or nums[j] != nums[i]:
                 continue
-            sim = float(np.mean(signatures[i] == signatures[j]))
+            sim = len(shingles[i] & shingles[j]) / len(shingles[i] | shingles[j])
             if sim >= params.threshold and sim > best_sim:
                 best_j, best_sim = j, sim
         if best_j >= 0:

@@ -7,6 +7,7 @@ parsed by math-verify (the verifier the reward uses).
 
 from __future__ import annotations
 
+import multiprocessing
 import re
 import threading
 from collections.abc import Iterable
@@ -28,6 +29,11 @@ _LATEX_WRAPPER = re.compile(r"\\(?:text|textbf|mathrm|mathbf)\s*\{([^{}]*)\}")
 _PROOF_ANSWER = re.compile(r"(?:see (?:the )?)?(?:proof|solution)s?\.?|q\.?e\.?d\.?", re.I)
 _LATEX_COMMAND = re.compile(r"\\[A-Za-z]+")
 _PROSE_WORD = re.compile(r"\b[A-Za-z]{2,}\b")
+# Integers, decimals and p/q always parse; skipping math-verify for them saves most of its time.
+_PLAIN_NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:\s*/\s*\d+)?")
+
+# Below this many distinct answers, starting worker processes costs more than it saves.
+PARALLEL_MIN_ANSWERS = 2000
 
 DEFAULT_PROOF_PATTERNS: tuple[str, ...] = (
     r"\bprove\b",
@@ -92,6 +98,8 @@ def answer_parses(answer: str) -> bool:
 
     Runs math-verify's timeout (``signal.alarm``) only on the main thread, where it works.
     """
+    if _PLAIN_NUMBER.fullmatch(answer.strip()):
+        return True
     from math_verify import parse
 
     text = answer if answer.lstrip().startswith("\\boxed") else f"\\boxed{{{answer}}}"
@@ -105,13 +113,16 @@ def answer_parses(answer: str) -> bool:
 
 def _parse_many(answers: list[str], workers: int) -> dict[str, bool]:
     """``answer_parses`` of each distinct answer, in ``workers`` processes when it pays."""
-    distinct = sorted(set(answers))
-    if workers <= 1 or len(distinct) < 2000:
-        return {a: answer_parses(a) for a in distinct}
+    result = {a: True for a in set(answers) if _PLAIN_NUMBER.fullmatch(a.strip())}
+    distinct = sorted(set(answers) - result.keys())
+    if workers <= 1 or len(distinct) < PARALLEL_MIN_ANSWERS:
+        return result | {a: answer_parses(a) for a in distinct}
     chunk = max(1, len(distinct) // (workers * 8))
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        results = list(pool.map(answer_parses, distinct, chunksize=chunk))
-    return dict(zip(distinct, results, strict=True))
+    # spawn, not fork: the parent may hold torch or tokenizer threads that fork would copy.
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        parsed = pool.map(answer_parses, distinct, chunksize=chunk)
+        return result | dict(zip(distinct, parsed, strict=True))
 
 
 def _cheap_reason(prompt: Prompt, params: FilterParams) -> str | None:

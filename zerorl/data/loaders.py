@@ -118,9 +118,11 @@ def load_prompts_report(
         try:
             prompts.append(_item_to_prompt(item, index, fields))
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            # str() of a KeyError quotes its message; take the message itself.
+            reason = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
             if errors == "raise":
-                raise PromptLoadError(p, index, str(exc)) from None
-            report.skipped.append((index, str(exc)))
+                raise PromptLoadError(p, index, reason) from None
+            report.skipped.append((index, reason))
     report.n_loaded = len(prompts)
     if report.skipped:
         first_index, first_reason = report.skipped[0]
@@ -148,12 +150,20 @@ def detect_format(path: Path) -> str:
     if head.startswith(b"PAR1"):
         return "parquet"
     text = head.decode("utf-8", errors="replace").lstrip("\ufeff \t\r\n")
-    if text.startswith("["):
-        return "json"
     if text.startswith("{"):
-        # One JSON object per line, whatever the suffix.
-        return "jsonl"
+        return "json" if _is_one_json_document(path) else "jsonl"
+    if text.startswith("[") or suffix == ".json":
+        return "json"
     raise PromptLoadError(path, None, "not JSON, JSONL or Parquet (cannot detect the format)")
+
+
+def _is_one_json_document(path: Path) -> bool:
+    """False for JSON Lines (several documents), True otherwise (even if invalid)."""
+    try:
+        json.loads(path.read_text(encoding="utf-8-sig"))
+    except json.JSONDecodeError as exc:
+        return not exc.msg.startswith("Extra data")
+    return True
 
 
 def _read_items(path: Path, fmt: str) -> Iterator[tuple[int | str, Any]]:
@@ -287,7 +297,7 @@ def _first_present(item: dict[str, Any], names: Iterable[str], what: str) -> str
             return name
     raise KeyError(
         f"no {what} field (looked for {', '.join(names)}; the item has {', '.join(item)}); "
-        f"name it with --{what}-field"
+        f"name it with {what}_field (--{what}-field)"
     )
 
 

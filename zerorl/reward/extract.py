@@ -44,8 +44,8 @@ def answer_blocks(response: str) -> list[str]:
     return blocks
 
 
-def _brace_pairs(text: str) -> dict[int, int]:
-    """Map each balanced ``{`` of ``text`` to its ``}`` in one linear pass.
+def brace_pairs(text: str) -> dict[int, int]:
+    r"""Map each balanced ``{`` of ``text`` to its ``}`` in one linear pass.
 
     An escaped character (``\{``, ``\}``, ``\\``) never opens or closes a group.
     """
@@ -61,18 +61,18 @@ def _brace_pairs(text: str) -> dict[int, int]:
 
 
 def _unwrap(content: str) -> str:
-    """Strip whitespace, and boxes that wrap the whole content (``\boxed{\boxed{x}}`` -> x)."""
+    r"""Strip whitespace, and boxes that wrap the whole content (``\boxed{\boxed{x}}`` -> x)."""
     content = content.strip()
     while True:
         match = _BOX_RE.match(content)
-        if not match or _brace_pairs(content).get(match.end() - 1) != len(content) - 1:
+        if not match or brace_pairs(content).get(match.end() - 1) != len(content) - 1:
             return content
         content = content[match.end() : -1].strip()
 
 
 def find_boxes(text: str) -> list[str]:
     """Contents of the top-level balanced boxes of ``text``, in order of appearance."""
-    pairs = _brace_pairs(text)
+    pairs = brace_pairs(text)
     boxes = []
     pos = 0
     while True:

@@ -2,25 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Protocol
-
-from torch import nn
+from typing import TYPE_CHECKING, Protocol
 
 from zerorl.types import Completion, SamplingParams
+
+if TYPE_CHECKING:
+    from zerorl.workers import PolicyWorker
 
 
 class RolloutEngine(Protocol):
     """Generates ``params.n`` completions per prompt text.
 
     ``generate`` returns one list per prompt, in prompt order, each of ``params.n`` completions.
-    ``sync_weights`` makes the engine sample from ``policy``'s current weights (a no-op when the
-    engine holds the policy module itself); ``sleep``/``wake`` free and restore the engine's
-    memory between phases when generation and training share devices.
+    ``sync_weights`` makes the engine sample from the policy worker's current weights (a no-op
+    when the engine holds the policy module itself); ``sleep``/``wake`` free and restore the
+    engine's memory between phases when generation and training share devices.
     """
 
     def generate(self, prompts: list[str], params: SamplingParams) -> list[list[Completion]]: ...
 
-    def sync_weights(self, policy: nn.Module) -> None: ...
+    def sync_weights(self, policy: PolicyWorker) -> None: ...
 
     def sleep(self) -> None: ...
 

@@ -6,10 +6,15 @@ itself, so weights never need copying.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from zerorl.rollout.base import trim_at_stop
+
+if TYPE_CHECKING:
+    from zerorl.workers import PolicyWorker
 from zerorl.types import Completion, SamplingParams
 
 
@@ -101,9 +106,10 @@ class HFEngine:
             tokens = tokens[:-1]
         return tokens
 
-    def sync_weights(self, policy: torch.nn.Module) -> None:
-        if policy is not self.model:
-            self.model.load_state_dict(policy.state_dict())
+    def sync_weights(self, policy: PolicyWorker) -> None:
+        """Load the policy worker's weights, unless the engine samples from that very module."""
+        if policy.model is not self.model:
+            self.model.load_state_dict(policy.model.state_dict())
 
     def sleep(self) -> None:
         """Nothing to free: the engine is the policy module."""

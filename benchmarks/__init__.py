@@ -1,0 +1,1 @@
+"""Speed and memory benchmarks of zerorl; each module runs with ``python -m benchmarks.NAME``."""

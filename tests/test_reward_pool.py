@@ -1,0 +1,200 @@
+"""RewardPool: isolation, hard limits, crash recovery, clean shutdown (docs/reward.md, "Isolation")."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from reward_cases import PAIRS
+
+from zerorl.reward import RewardPool, RewardResult, score
+from zerorl.reward.fuzz import wrap
+
+pytestmark = pytest.mark.timeout(120)
+
+TIMEOUT_S = 1.0
+SLOW = "\\sum_{n=1}^{10^{9}} n^n"  # interruptible: ends at the worker's soft timer
+
+
+def alive(pid: int) -> bool:
+    """True while ``pid`` exists and is not a zombie."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state != "Z"
+
+
+def children(pid: int) -> list[int]:
+    """Live child processes of ``pid`` (Linux /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except (FileNotFoundError, ProcessLookupError):
+                continue
+            if int(fields[1]) == pid and fields[0] != "Z":
+                found.append(int(entry.name))
+    return found
+
+
+@pytest.fixture(scope="module")
+def pool() -> RewardPool:
+    with RewardPool(num_workers=2, timeout_s=TIMEOUT_S) as shared:
+        assert shared.wait_ready()
+        yield shared
+
+
+def test_scores_follow_input_order_and_match_in_process(pool: RewardPool) -> None:
+    truths = [p[0] for p in PAIRS]
+    responses = [wrap(p[1]) for p in PAIRS]
+    result = pool.score(responses, truths, [True] * len(PAIRS))
+    assert isinstance(result, RewardResult)
+    assert result.scores == [p[2] for p in PAIRS]
+    assert result.scores == [score(r, t) for r, t in zip(responses, truths, strict=True)]
+    assert result.extracted == [p[1].strip() for p in PAIRS]
+    assert (result.timeouts, result.errors) == (0, 0)
+
+
+def test_rules_finished_flags_and_reasons(pool: RewardPool) -> None:
+    responses = [wrap("3"), wrap("3"), "no answer", wrap(""), wrap("x=3"), wrap("4")]
+    result = pool.score(responses, ["3"] * 6, [True, False, True, True, True, True])
+    assert result.scores == [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
+    assert result.reasons == ["correct", "unfinished", "no_answer", "empty", "correct", "wrong"]
+    assert result.extracted[2] is None
+
+
+def test_empty_batch(pool: RewardPool) -> None:
+    assert pool.score([], [], []) == RewardResult([], 0, 0, [], [], 0.0)
+
+
+def test_mismatched_lengths_raise(pool: RewardPool) -> None:
+    with pytest.raises(ValueError):
+        pool.score([wrap("1")], ["1", "2"], [True])
+
+
+def test_soft_timeout_scores_zero_and_counts(pool: RewardPool) -> None:
+    before = pool.pids
+    start = time.monotonic()
+    result = pool.score([wrap(SLOW), wrap("3")], ["3", "3"], [True, True])
+    assert time.monotonic() - start < TIMEOUT_S + 1
+    # \sum is refused by the rules; verify_raw sends it to a worker anyway.
+    assert result.scores == [0.0, 1.0]
+    verdicts, longest = pool.verify_raw([SLOW, "x=3"], ["3", "3"])
+    assert verdicts == ["t", "1"]
+    assert longest <= TIMEOUT_S + 1
+    assert pool.pids == before  # the soft timer stopped it; nobody was killed
+
+
+def test_hung_worker_is_killed_and_replaced() -> None:
+    with RewardPool(num_workers=1, timeout_s=TIMEOUT_S) as single:
+        assert single.wait_ready()
+        (old,) = single.pids
+        os.kill(old, signal.SIGSTOP)  # a hang no timer inside the worker can end
+        start = time.monotonic()
+        verdicts, longest = single.verify_raw(["3", "x=3"], ["3", "3"])
+        elapsed = time.monotonic() - start
+        assert verdicts[0] == "t"  # the unit it held scores 0 and counts as a timeout
+        assert verdicts[1] == "1"  # the rest of its chunk went to the replacement
+        assert TIMEOUT_S <= longest < TIMEOUT_S + 1
+        assert elapsed < TIMEOUT_S + 30  # limit plus the replacement's start-up on a busy box
+        assert not alive(old)
+        assert single.pids != [old]
+        result = single.score([wrap("3")], ["3"], [True])
+        assert result.scores == [1.0]
+
+
+def test_crashed_worker_is_counted_and_replaced() -> None:
+    with RewardPool(num_workers=1, timeout_s=3.0) as single:
+        assert single.wait_ready()
+        (victim,) = single.pids
+        killer = threading.Timer(0.5, os.kill, (victim, signal.SIGKILL))
+        killer.start()
+        result = single.score([wrap(SLOW), wrap("3")], ["\\sum_{n=1}^{10^{9}} n^n", "3"], [True] * 2)
+        killer.join()
+        assert result.scores == [0.0, 1.0]
+        assert (result.errors, result.reasons[0]) == (1, "error")
+        assert not alive(victim)
+
+
+def test_idle_dead_worker_costs_no_answer() -> None:
+    with RewardPool(num_workers=1, timeout_s=TIMEOUT_S) as single:
+        assert single.wait_ready()
+        (victim,) = single.pids
+        os.kill(victim, signal.SIGKILL)
+        time.sleep(0.2)
+        verdicts, _ = single.verify_raw(["x=3"], ["3"])
+        assert verdicts == ["1"]
+
+
+def test_memory_limit_is_set_and_survived() -> None:
+    with RewardPool(num_workers=1, timeout_s=5.0, memory_mb=512) as limited:
+        assert limited.wait_ready()
+        (pid,) = limited.pids
+        limits = Path(f"/proc/{pid}/limits").read_text()
+        line = next(row for row in limits.splitlines() if row.startswith("Max address space"))
+        assert line.split()[3] == str(512 * 1024 * 1024)
+        # A 10^9-entry matrix: without the limit this would eat the machine's memory.
+        verdicts, _ = limited.verify_raw(["\\operatorname{zeros}(30000, 30000)", "x=3"], ["3", "3"])
+        assert verdicts[0] in ("0", "e", "t") and verdicts[1] == "1"
+
+
+def test_pool_is_usable_from_a_thread(pool: RewardPool) -> None:
+    out: list[RewardResult] = []
+    thread = threading.Thread(target=lambda: out.append(pool.score([wrap("1/2")], ["0.5"], [True])))
+    thread.start()
+    thread.join()
+    assert out[0].scores == [1.0]
+
+
+def test_in_process_score_works_in_a_thread() -> None:
+    out: list[float] = []
+    thread = threading.Thread(target=lambda: out.append(score(wrap("\\frac{2}{4}"), "0.5")))
+    thread.start()
+    thread.join()
+    assert out == [1.0]
+
+
+def test_duplicate_answers_are_verified_once(pool: RewardPool) -> None:
+    result = pool.score([wrap("x = 7")] * 50, ["7"] * 50, [True] * 50)
+    assert result.scores == [1.0] * 50
+
+
+def test_close_leaves_no_process() -> None:
+    seen: set[int] = set()
+    fresh = RewardPool(num_workers=2, timeout_s=TIMEOUT_S)
+    assert fresh.wait_ready()
+    seen.update(fresh.pids)
+    os.kill(fresh.pids[0], signal.SIGSTOP)
+    fresh.verify_raw(["3", "3", "3"], ["3", "3", "3"])
+    seen.update(fresh.pids)
+    fresh.close()
+    fresh.close()  # idempotent
+    assert len(seen) == 3
+    assert not any(alive(pid) for pid in seen)
+    assert not set(children(os.getpid())) & seen
+    with pytest.raises(RuntimeError):
+        fresh.score([wrap("1")], ["1"], [True])
+
+
+def test_garbage_collected_pool_kills_its_workers() -> None:
+    dropped = RewardPool(num_workers=1, timeout_s=TIMEOUT_S)
+    pids = dropped.pids
+    del dropped
+    deadline = time.monotonic() + 10
+    while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(alive(pid) for pid in pids)
+
+
+def test_reuse_across_steps(pool: RewardPool) -> None:
+    before = pool.pids
+    for step in range(5):
+        result = pool.score([wrap(str(step)), wrap("x")], [str(step), "y"], [True, True])
+        assert result.scores == [1.0, 0.0]
+    assert pool.pids == before

@@ -1,0 +1,146 @@
+"""The toy world: tokenizer round trip, disjoint splits, corpus format, a tiny cached build."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from zerorl import toyworld as tw
+from zerorl.data.template import STOP_STRINGS, render
+
+TINY = replace(
+    tw.DEFAULT_SETTINGS,
+    corpus_size=300,
+    vocab_size=300,
+    hidden_size=32,
+    num_layers=1,
+    num_heads=2,
+    intermediate_size=64,
+    steps=3,
+    batch_size=8,
+    warmup_steps=2,
+)
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tw.ensure_base_model(
+        tmp_path_factory.mktemp("cache"), seed=0, progress=False, settings=TINY
+    )
+
+
+def test_worked_response_is_right_and_local() -> None:
+    text = tw.worked_response(473, 289)
+    assert text == " 3+9=12 carry 1, 7+8+1=16 carry 1, 4+2+1=7. " + tw.direct_response("762")[1:]
+    assert (
+        tw.worked_response(999, 1)
+        == " 9+1=10 carry 1, 9+1=10 carry 1, 9+1=10. " + (tw.direct_response("1000")[1:])
+    )
+    for a, b in [(100, 900), (555, 445), (123, 4), (7, 8)]:
+        steps = re.findall(r"([\d+]+)=(\d+)", tw.worked_response(a, b))
+        for terms, total in steps:  # each step is a single-digit fact (plus a carry)
+            assert sum(int(t) for t in terms.split("+")) == int(total) <= 19
+
+
+def test_corpus_format_and_answers() -> None:
+    settings = replace(tw.DEFAULT_SETTINGS, corpus_size=400)
+    pairs = tw.corpus(settings, seed=0)
+    assert len(pairs) == 400
+    worked = 0
+    for prompt, response in pairs:
+        question = prompt.split("This is the problem:\n")[1].split("\nAssistant:")[0]
+        assert prompt == render(question)
+        a, b = (int(x) for x in re.fullmatch(r"What is (\d+) \+ (\d+)\?", question).groups())
+        assert response.endswith(" </answer>") and response.count("</answer>") == 1
+        assert not any(stop in response[: -len("</answer>")] for stop in STOP_STRINGS)
+        assert tw.is_correct(response, str(a + b))
+        assert not tw.is_correct(response, str(a + b + 1))
+        worked += tw.reasons(response)
+    assert 0.2 < worked / len(pairs) < 0.4  # the 30% share, give or take sampling
+
+
+def test_splits_are_disjoint() -> None:
+    train = tw.train_prompts(500, seed=0)
+    evals = tw.eval_prompts(500, seed=0)
+    other_eval = tw.eval_prompts(200, seed=1)
+    corpus = {p.split("problem:\n")[1] for p, _ in tw.corpus(replace(TINY, corpus_size=3000), 0)}
+    train_q = {p.question for p in train}
+    eval_q = {p.question for p in evals} | {p.question for p in other_eval}
+    assert len(train_q) == 500 and len({p.question for p in evals}) == 500
+    assert train_q.isdisjoint(eval_q)
+    assert not any(q in c for c in corpus for q in list(eval_q)[:50])
+    assert all(tw.split_of(q) == "eval" for q in eval_q)
+    assert all(tw.split_of(q) == "train" for q in train_q)
+    assert tw.train_prompts(50, seed=0) == train[:50]  # deterministic and prefix-stable
+
+
+def test_tokenizer_round_trip_and_digits(tiny_dir: Path) -> None:
+    tok = tw.load_tokenizer(tiny_dir)
+    pairs = tw.corpus(replace(TINY, corpus_size=50), seed=3)
+    odd = ["  two  spaces\n\nand tabs\t here ", "unicode: é 世界 ∑", "{}\\boxed{12}</answer>x"]
+    for text in [p for p, _ in pairs] + [r for _, r in pairs] + [p + r for p, r in pairs] + odd:
+        assert tok.decode(tok(text)["input_ids"]) == text
+    prompt_ids = tok(render("What is 473 + 289?"))["input_ids"]
+    assert len(prompt_ids) < 30  # the fixed template parts are single tokens
+    digits = tok.convert_ids_to_tokens(tok("12345 + 67890")["input_ids"])
+    assert [t for t in digits if any(c.isdigit() for c in t)] == list("1234567890")
+    assert tok.eos_token == tw.EOS and tok.pad_token_id == tok.eos_token_id
+
+
+def test_tiny_build_is_loadable_and_cached(tiny_dir: Path) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    record = json.loads((tiny_dir / "world.json").read_text())
+    assert record["settings"] == json.loads(json.dumps(TINY.__dict__))
+    model = AutoModelForCausalLM.from_pretrained(tiny_dir)
+    tok = tw.load_tokenizer(tiny_dir)
+    assert model.config.eos_token_id == tok.eos_token_id
+    texts, lengths = tw.sample(model, tok, ["What is 473 + 289?"] * 3, max_new_tokens=5)
+    assert len(texts) == 3 and all(n <= 5 for n in lengths)
+    # a second call finds the cache; nothing but the finished folder is left behind
+    assert tw.ensure_base_model(tiny_dir.parent, seed=0, progress=False, settings=TINY) == tiny_dir
+    assert [p.name for p in tiny_dir.parent.iterdir()] == [tiny_dir.name]
+    assert torch.isfinite(torch.tensor(record["final_loss"]))
+
+
+def test_build_is_deterministic_and_keyed(tmp_path: Path, tiny_dir: Path) -> None:
+    again = tw.ensure_base_model(tmp_path, seed=0, progress=False, settings=TINY)
+    assert again.name == tiny_dir.name
+    for name in ("model.safetensors", "tokenizer.json"):
+        assert (again / name).read_bytes() == (tiny_dir / name).read_bytes()
+    assert TINY.digest(1) != TINY.digest(0) != replace(TINY, steps=4).digest(0)
+
+
+def test_killed_build_leaves_no_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def boom(*args: object, **kwargs: object) -> float:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tw, "pretrain", boom)
+    with pytest.raises(KeyboardInterrupt):
+        tw.ensure_base_model(tmp_path, seed=0, progress=False, settings=TINY)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cache_root_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("ZERORL_CACHE", str(tmp_path))
+    assert tw.cache_root() == tmp_path / "toyworld"
+    assert tw.cache_root(tmp_path / "x") == tmp_path / "x"
+
+
+@pytest.mark.slow
+def test_default_world_accuracy_band() -> None:
+    """Builds (or reuses) the real base model: it must solve some held-out problems, not most."""
+    from transformers import AutoModelForCausalLM
+
+    model_dir = tw.ensure_base_model(progress=False)
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    report = tw.evaluate(model, tw.load_tokenizer(model_dir), tw.eval_prompts(200, seed=0))
+    assert 0.05 <= report.accuracy <= 0.5, report
+    assert 0.1 <= report.reasoning_share <= 0.6, report
+    assert report.accuracy_reasoning is not None and report.accuracy_direct is not None
+    assert report.accuracy_reasoning > report.accuracy_direct + 0.3, report

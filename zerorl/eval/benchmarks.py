@@ -1,0 +1,175 @@
+"""Benchmarks and how their problems are put to a model and judged.
+
+- Benchmarks are found by name (``aime2024``, ``aime2025``, ``math500``, ``gpqa-diamond``, or any
+  ``<name>.json``) in a data directory, or given as a file path; any format of
+  :func:`zerorl.data.loaders.load_prompts` works (ORZ's evaluation JSON in particular).
+- Multiple-choice problems carry their options in ``metadata["choices"]`` (a ``choices`` field of
+  the item) and a letter as the answer; the options are appended to the question as ``(A) ...``
+  lines and a response is judged by the letter it chooses (:func:`choice_letter`).
+- Prompt formats: ``orz`` is the training template (byte for byte); ``chat`` is the model's own
+  chat template with an instruction to answer in ``<answer> \\boxed{} </answer>``. With the
+  eval-only ``boxed_fallback``, a response with no ``<answer>`` block holding a box is read by its
+  last ``\\boxed{}`` anywhere; the training reward never does this.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from zerorl.data.template import STOP_STRINGS, render
+from zerorl.types import Prompt
+
+DATA_DIR_ENV = "ZERORL_DATA_DIR"
+KNOWN = ("aime2024", "aime2025", "math500", "gpqa-diamond")
+SUFFIXES = (".json", ".jsonl", ".parquet")
+LETTERS = "ABCDEFGHIJ"
+
+CHAT_INSTRUCTION = (
+    "Solve the problem step by step. At the end, write your final answer inside <answer> "
+    "</answer> tags, with the answer itself in \\boxed{}, i.e., <answer> \\boxed{answer} </answer>."
+)
+CHOICE_INSTRUCTION = "Answer with the letter of the correct choice."
+
+
+class BenchmarkError(FileNotFoundError):
+    """A benchmark that cannot be found; the message says where zerorl looked."""
+
+
+def default_data_dir() -> Path | None:
+    """``$ZERORL_DATA_DIR``, else ``../shared/data/eval`` (from the working directory, then from
+    the repository root) if it exists, else None."""
+    if os.environ.get(DATA_DIR_ENV):
+        return Path(os.environ[DATA_DIR_ENV])
+    repo_root = Path(__file__).resolve().parents[2]
+    for base in (Path.cwd(), repo_root):
+        candidate = (base / ".." / "shared" / "data" / "eval").resolve()
+        if candidate.is_dir():
+            return candidate
+    return None
+
+
+def benchmark_path(name: str, data_dir: Path | None) -> tuple[str, Path]:
+    """``(display name, file)`` for a benchmark name or file path.
+
+    A name is looked up as ``<data_dir>/<name><suffix>``, also with ``-`` and ``_`` swapped
+    (``gpqa-diamond`` finds ``gpqa_diamond.json``). Raises :class:`BenchmarkError`.
+    """
+    path = Path(name).expanduser()
+    if path.is_file():
+        return path.stem, path
+    if data_dir is None:
+        raise BenchmarkError(
+            f"no file {name!r} and no data directory (pass --data-dir or set {DATA_DIR_ENV})"
+        )
+    spellings = dict.fromkeys([name, name.replace("-", "_"), name.replace("_", "-")])
+    for spelling in spellings:
+        for suffix in SUFFIXES:
+            candidate = data_dir / f"{spelling}{suffix}"
+            if candidate.is_file():
+                return name, candidate
+    present = sorted(p.stem for p in data_dir.glob("*") if p.suffix in SUFFIXES)
+    raise BenchmarkError(
+        f"benchmark {name!r} not found in {data_dir} (present: {', '.join(present) or 'none'})"
+    )
+
+
+def load_benchmark(name: str, data_dir: Path | None, limit: int = 0) -> tuple[str, list[Prompt]]:
+    """The first ``limit`` problems (all if 0) of a benchmark, with its display name."""
+    from zerorl.data.loaders import load_prompts
+
+    display, path = benchmark_path(name, data_dir)
+    prompts = load_prompts(path)
+    return display, prompts[:limit] if limit else prompts
+
+
+# ---------------------------------------------------------------- multiple choice
+
+
+def choices_of(prompt: Prompt) -> list[str] | None:
+    """The options of a multiple-choice problem, or None for an open-answer one."""
+    choices = prompt.metadata.get("choices")
+    if isinstance(choices, list) and 2 <= len(choices) <= len(LETTERS):
+        return [str(c) for c in choices]
+    return None
+
+
+def question_text(prompt: Prompt) -> str:
+    """The question as the model sees it: with lettered options for a multiple-choice problem."""
+    choices = choices_of(prompt)
+    if choices is None:
+        return prompt.question
+    options = "\n".join(f"({LETTERS[i]}) {c}" for i, c in enumerate(choices))
+    return f"{prompt.question}\n\n{options}\n\n{CHOICE_INSTRUCTION}"
+
+
+_TEXT_RE = re.compile(r"\\(?:text|mathrm|textbf|mathbf)\s*\{([^{}]*)\}")
+_LETTER_RE = re.compile(r"^\(?([A-Z])\)?(?:[\s.:)]|$)")
+
+
+def choice_letter(answer: str | None, choices: list[str]) -> str | None:
+    """The option letter an answer names: ``B``, ``(B)``, ``\\text{B}``, ``B) 42``, or the text
+    of an option itself; None if it names none of ``choices``."""
+    if answer is None:
+        return None
+    text = _TEXT_RE.sub(r"\1", answer).strip().strip("$").strip()
+    match = _LETTER_RE.match(text)
+    if match and LETTERS.index(match.group(1)) < len(choices):
+        return match.group(1)
+    flat = _squash(text)
+    for i, choice in enumerate(choices):
+        if flat and flat == _squash(choice):
+            return LETTERS[i]
+    return None
+
+
+def _squash(text: str) -> str:
+    return "".join(text.split()).lower()
+
+
+# ---------------------------------------------------------------- prompt formats
+
+
+@dataclass(frozen=True)
+class PromptFormat:
+    """How questions become prompt text, where generation stops, and how answers are read."""
+
+    name: str
+    render: Callable[[str], str]
+    stop: tuple[str, ...]
+    boxed_fallback: bool
+
+
+ORZ_FORMAT = PromptFormat("orz", render, STOP_STRINGS, boxed_fallback=False)
+
+
+def chat_format(tokenizer, boxed_fallback: bool = True) -> PromptFormat:
+    """The tokenizer's chat template with one user turn: the question, then CHAT_INSTRUCTION.
+
+    Generation stops at EOS (the template's end of turn) or ``</answer>``. Raises ValueError if
+    the tokenizer has no chat template.
+    """
+    if not getattr(tokenizer, "chat_template", None):
+        raise ValueError("this tokenizer has no chat template; use --template orz")
+
+    def render_chat(question: str) -> str:
+        messages = [{"role": "user", "content": f"{question}\n\n{CHAT_INSTRUCTION}"}]
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+    return PromptFormat("chat", render_chat, ("</answer>",), boxed_fallback)
+
+
+def answer_text(response: str, boxed_fallback: bool) -> str:
+    """The text handed to the reward: the response itself, or, with ``boxed_fallback`` and no
+    ``<answer>`` block holding a box, an ``<answer>`` block made of its last top-level box (the
+    reward then extracts and verifies exactly that box)."""
+    from zerorl.reward import extract_answer
+    from zerorl.reward.extract import find_boxes
+
+    if not boxed_fallback or extract_answer(response) is not None:
+        return response
+    boxes = find_boxes(response)
+    return f"<answer> \\boxed{{{boxes[-1]}}} </answer>" if boxes else response

@@ -1,0 +1,133 @@
+"""The plots of a training report, drawn the way the ORZ paper shows a run.
+
+Every function takes plain series (``Series``: steps and values) and returns a matplotlib Figure
+of FIGSIZE at DPI, so a saved PNG is always WIDTH x HEIGHT pixels. Step moments are drawn as
+dashed vertical lines on the training curves. Figures are built without pyplot (no global
+state, nothing to close) and drawn with the Agg backend: no display is needed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display; figures are only ever written to PNG
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+FIGSIZE = (8.0, 4.0)
+DPI = 100
+WIDTH, HEIGHT = int(FIGSIZE[0] * DPI), int(FIGSIZE[1] * DPI)
+MOMENT_COLOR = "tab:red"
+
+
+@dataclass
+class Series:
+    """One curve: ``values[i]`` at ``steps[i]`` (NaN where undefined)."""
+
+    label: str
+    steps: list[int]
+    values: list[float]
+
+
+def smooth(values: Sequence[float], window: int) -> list[float]:
+    """Trailing moving average over the finite values of the last ``window`` points (NaN when
+    there are none)."""
+    out = []
+    for i in range(len(values)):
+        recent = [v for v in values[max(0, i - window + 1) : i + 1] if v == v]
+        out.append(sum(recent) / len(recent) if recent else float("nan"))
+    return out
+
+
+def _figure(title: str, ylabel: str) -> tuple[Figure, Axes]:
+    fig = Figure(figsize=FIGSIZE, dpi=DPI)
+    ax = fig.add_subplot()
+    ax.set_title(title)
+    ax.set_xlabel("step")
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    return fig, ax
+
+
+def _curves(ax: Axes, series: Sequence[Series]) -> None:
+    """Raw curve thin; a moving average on top once there are enough points to need one."""
+    for s in series:
+        window = max(1, len(s.values) // 20)
+        if window > 1:
+            line = ax.plot(s.steps, s.values, alpha=0.3, linewidth=1)[0]
+            ax.plot(s.steps, smooth(s.values, window), color=line.get_color(), label=s.label)
+        else:
+            ax.plot(s.steps, s.values, marker="o", markersize=3, label=s.label)
+
+
+def _moments(ax: Axes, moments: Sequence[int]) -> None:
+    for i, step in enumerate(moments):
+        label = "step moment" if i == 0 else None
+        ax.axvline(step, color=MOMENT_COLOR, linestyle="--", linewidth=1.2, label=label)
+
+
+def _finish(fig: Figure, ax: Axes) -> Figure:
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="best", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def empty_figure(title: str, message: str) -> Figure:
+    """A figure that says why there is nothing to plot."""
+    fig, ax = _figure(title, "")
+    ax.text(0.5, 0.5, message, ha="center", va="center", transform=ax.transAxes)
+    return _finish(fig, ax)
+
+
+def curve_figure(
+    title: str, ylabel: str, series: Sequence[Series], moments: Sequence[int] = ()
+) -> Figure:
+    """Training curves (reward, response length, reflection length) with the step moments."""
+    series = [s for s in series if s.steps]
+    if not series:
+        return empty_figure(title, "no data")
+    fig, ax = _figure(title, ylabel)
+    _curves(ax, series)
+    _moments(ax, moments)
+    return _finish(fig, ax)
+
+
+def eval_figure(series: Sequence[Series]) -> Figure:
+    """Evaluation accuracies (percent) per benchmark, one marked line each."""
+    title = "evaluation accuracy"
+    if not series:
+        return empty_figure(title, "no evaluation in this run (eval.benchmarks is empty)")
+    fig, ax = _figure(title, "accuracy (%)")
+    for s in series:
+        ax.plot(s.steps, [100 * v for v in s.values], marker="o", markersize=4, label=s.label)
+    return _finish(fig, ax)
+
+
+def time_figure(stages: Sequence[Series]) -> Figure:
+    """Seconds per stage of each step, stacked (one bar per step, one colour per stage)."""
+    title = "seconds per stage"
+    if not stages:
+        return empty_figure(title, "no time/* metrics")
+    fig, ax = _figure(title, "seconds")
+    bottom = [0.0] * len(stages[0].steps)
+    width = (
+        0.8
+        if len(bottom) < 2
+        else 0.8 * min(b - a for a, b in zip(stages[0].steps, stages[0].steps[1:], strict=False))
+    )
+    for s in stages:
+        heights = [v if v == v else 0.0 for v in s.values]
+        ax.bar(s.steps, heights, width=width, bottom=bottom, label=s.label)
+        bottom = [b + h for b, h in zip(bottom, heights, strict=True)]
+    return _finish(fig, ax)
+
+
+def save_png(fig: Figure, path: Path) -> Path:
+    """Write ``fig`` as a PNG of exactly WIDTH x HEIGHT pixels."""
+    fig.savefig(path, format="png", dpi=DPI)
+    return path

@@ -1,0 +1,267 @@
+"""Batched incremental decoders behind ``FastEngine``: a prompt-sharing native one, and HF forward.
+
+Both take *groups* (distinct prompts, left-padded) and *rows* (the sequences sampled from them,
+``n`` per prompt), and keep a KV cache that rows can leave when they finish. Shape legend: G
+groups, S rows per group slot grid, B rows, W prompt width, V vocabulary, H hidden, D head dim.
+
+``NativeDecoder`` covers the Llama family (Llama, Qwen2, Qwen3): the prompt is prefilled once per
+group by the Hugging Face forward, then each decoding step runs fused projections and an attention
+split in two parts: the shared prompt's keys are read once per *group* by a batched matmul over
+its rows (a matrix product instead of ``n`` matrix-vector products), the generated keys once per
+row. On CPU, decoding is bound by reading the KV cache; sharing the prompt part divides most of
+that traffic by ``n``. ``HFForwardDecoder`` drives any causal LM's own forward with a
+``DynamicCache`` (same interface, no prompt sharing): the fallback for other architectures.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from transformers import DynamicCache, PreTrainedModel
+
+NATIVE_TYPES = ("llama", "qwen2", "qwen3")
+
+
+class Decoder(Protocol):
+    """Prefill groups, then decode one token per row per step; rows may leave between steps."""
+
+    def prefill(self, ids: Tensor, mask: Tensor, row_group: Tensor) -> Tensor:
+        """Left-padded prompts ``ids``/``mask`` (G, W), the group of each row (B,) (sorted) ->
+        next-token logits (B, V) of every row."""
+        ...
+
+    def step(self, tokens: Tensor) -> Tensor:
+        """Feed one token per row (B,) -> next-token logits (B, V)."""
+        ...
+
+    def keep(self, rows: Tensor) -> None:
+        """Keep only ``rows`` (indices into the current rows, ascending)."""
+        ...
+
+
+def native_unsupported(model: PreTrainedModel) -> str | None:
+    """Why ``NativeDecoder`` cannot run ``model`` (None if it can)."""
+    cfg = model.config
+    if cfg.model_type not in NATIVE_TYPES:
+        return f"model_type {cfg.model_type!r} is not one of {NATIVE_TYPES}"
+    if getattr(cfg, "hidden_act", "silu") != "silu":
+        return f"hidden_act {cfg.hidden_act!r} is not silu"
+    if any(t != "full_attention" for t in getattr(cfg, "layer_types", None) or []):
+        return "sliding-window layers are not supported"
+    if getattr(cfg, "mlp_bias", False):
+        return "mlp_bias is not supported"
+    return None
+
+
+def prefill_positions(mask: Tensor) -> Tensor:
+    """Position ids of left-padded rows, as ``generate`` makes them (pads get 1)."""
+    pos = mask.long().cumsum(-1) - 1
+    return pos.masked_fill(mask == 0, 1)
+
+
+def hf_prefill(model: PreTrainedModel, ids: Tensor, mask: Tensor) -> tuple[Tensor, DynamicCache]:
+    """The model's own forward over the prompts: last-position logits (G, V) and the cache."""
+    out = model(
+        input_ids=ids,
+        attention_mask=mask,
+        position_ids=prefill_positions(mask),
+        past_key_values=DynamicCache(config=model.config),
+        use_cache=True,
+        logits_to_keep=1,
+    )
+    return out.logits[:, -1].float(), out.past_key_values
+
+
+class HFForwardDecoder:
+    """Any causal LM: its forward with a ``DynamicCache`` that is expanded and pruned by row."""
+
+    def __init__(self, model: PreTrainedModel) -> None:
+        self.model = model
+
+    def prefill(self, ids: Tensor, mask: Tensor, row_group: Tensor) -> Tensor:
+        logits, cache = hf_prefill(self.model, ids, mask)
+        cache.batch_select_indices(row_group)
+        self.cache = cache
+        self.mask = mask[row_group]
+        self.pos = mask.sum(-1)[row_group]
+        return logits[row_group]
+
+    def step(self, tokens: Tensor) -> Tensor:
+        self.mask = torch.cat([self.mask, self.mask.new_ones(len(tokens), 1)], dim=1)
+        out = self.model(
+            input_ids=tokens[:, None],
+            attention_mask=self.mask,
+            position_ids=self.pos[:, None],
+            past_key_values=self.cache,
+            use_cache=True,
+        )
+        self.pos = self.pos + 1
+        return out.logits[:, -1].float()
+
+    def keep(self, rows: Tensor) -> None:
+        self.cache.batch_select_indices(rows)
+        self.mask, self.pos = self.mask[rows], self.pos[rows]
+
+
+class _Layer:
+    """One decoder layer's weights, with q/k/v and gate/up fused into single matmuls."""
+
+    def __init__(self, layer: torch.nn.Module) -> None:
+        att, mlp = layer.self_attn, layer.mlp
+        self.ln1 = layer.input_layernorm.weight.detach()
+        self.ln2 = layer.post_attention_layernorm.weight.detach()
+        self.eps = _eps(layer.input_layernorm)
+        projections = (att.q_proj, att.k_proj, att.v_proj)
+        self.wqkv = torch.cat([p.weight.detach() for p in projections])
+        biased = att.q_proj.bias is not None
+        self.bqkv = torch.cat([p.bias.detach() for p in projections]) if biased else None
+        self.wo = att.o_proj.weight.detach()
+        self.bo = att.o_proj.bias.detach() if att.o_proj.bias is not None else None
+        self.q_norm = getattr(att, "q_norm", None)  # Qwen3: RMSNorm over each head
+        self.k_norm = getattr(att, "k_norm", None)
+        self.wgu = torch.cat([mlp.gate_proj.weight.detach(), mlp.up_proj.weight.detach()])
+        self.wd = mlp.down_proj.weight.detach()
+
+
+def _eps(norm: torch.nn.Module) -> float:
+    return float(getattr(norm, "variance_epsilon", getattr(norm, "eps", 1e-6)))
+
+
+def _rms(x: Tensor, weight: Tensor, eps: float) -> Tensor:
+    return F.rms_norm(x, (x.shape[-1],), weight, eps)
+
+
+def _rotate(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    """RoPE on (B, heads, D) with per-row cos/sin (B, 1, D), as ``apply_rotary_pos_emb``."""
+    half = x.shape[-1] // 2
+    rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
+    return x * cos + rotated * sin
+
+
+class NativeDecoder:
+    """Llama-family decoding with the prompt's KV cache shared by the rows of its group."""
+
+    def __init__(self, model: PreTrainedModel) -> None:
+        reason = native_unsupported(model)
+        if reason:
+            raise ValueError(f"NativeDecoder cannot run this model: {reason}")
+        cfg = model.config
+        base = getattr(model, model.base_model_prefix)
+        self.model = model
+        self.nq = cfg.num_attention_heads
+        self.nkv = getattr(cfg, "num_key_value_heads", None) or self.nq
+        self.rep = self.nq // self.nkv
+        self.hd = getattr(cfg, "head_dim", None) or cfg.hidden_size // self.nq
+        self.scale = self.hd**-0.5
+        # Copies of the fused weights: rebuild the decoder after the model's weights change.
+        self.embed = base.embed_tokens.weight.detach()
+        self.layers = [_Layer(layer) for layer in base.layers]
+        self.norm, self.norm_eps = base.norm.weight.detach(), _eps(base.norm)
+        self.lm_head = model.get_output_embeddings().weight.detach()
+        self.rotary = base.rotary_emb
+        self.cos = self.sin = torch.empty(0)
+
+    def prefill(self, ids: Tensor, mask: Tensor, row_group: Tensor, capacity: int = 256) -> Tensor:
+        """As ``Decoder.prefill``; ``capacity`` is the first size of the generated-token cache."""
+        logits, cache = hf_prefill(self.model, ids, mask)
+        self.kp = [layer.keys.transpose(-1, -2).contiguous() for layer in cache.layers]
+        self.vp = [layer.values for layer in cache.layers]
+        self.group_bias = torch.zeros(ids.shape, dtype=self.kp[0].dtype)
+        self.group_bias.masked_fill_(mask == 0, float("-inf"))
+        counts = torch.bincount(row_group, minlength=len(ids))
+        first = counts.cumsum(0) - counts
+        self.S = int(counts.max())
+        within = torch.arange(len(row_group)) - first[row_group]
+        self._set_rows(row_group, row_group * self.S + within, len(ids))
+        self.pos = mask.sum(-1)[row_group]
+        self.t = 0
+        shape = (len(row_group), self.nkv, capacity, self.hd)
+        self.ks = [self.kp[0].new_empty(shape) for _ in self.layers]
+        self.vs = [self.kp[0].new_empty(shape) for _ in self.layers]
+        return logits[row_group]
+
+    def _set_rows(self, row_group: Tensor, slot: Tensor, n_groups: int) -> None:
+        self.row_group, self.slot, self.G = row_group, slot, n_groups
+        self.dense = n_groups * self.S == len(slot) and bool(
+            (slot == torch.arange(len(slot))).all()
+        )
+        self.bias = self.group_bias[row_group][:, None]  # (B, 1, W)
+
+    def keep(self, rows: Tensor) -> None:
+        groups, row_group = torch.unique(self.row_group[rows], return_inverse=True)
+        if len(groups) < self.G:  # whole groups finished: drop their prompt cache too
+            self.kp = [k.index_select(0, groups) for k in self.kp]
+            self.vp = [v.index_select(0, groups) for v in self.vp]
+            self.group_bias = self.group_bias.index_select(0, groups)
+        self._set_rows(row_group, row_group * self.S + self.slot[rows] % self.S, len(groups))
+        self.pos = self.pos[rows]
+        self.ks = [k.index_select(0, rows) for k in self.ks]
+        self.vs = [v.index_select(0, rows) for v in self.vs]
+
+    def step(self, tokens: Tensor) -> Tensor:
+        if self.t == self.ks[0].shape[2]:
+            self._grow()
+        cos, sin = self._rope(self.pos)
+        x = F.embedding(tokens, self.embed)
+        for i, layer in enumerate(self.layers):
+            x = x + self._attention(i, layer, _rms(x, layer.ln1, layer.eps), cos, sin)
+            gate, up = F.linear(_rms(x, layer.ln2, layer.eps), layer.wgu).chunk(2, dim=-1)
+            x = x + F.linear(F.silu(gate) * up, layer.wd)
+        self.t += 1
+        self.pos = self.pos + 1
+        return F.linear(_rms(x, self.norm, self.norm_eps), self.lm_head).float()
+
+    def _attention(self, i: int, layer: _Layer, h: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+        B, nq, nkv, D, t = h.shape[0], self.nq, self.nkv, self.hd, self.t
+        qkv = F.linear(h, layer.wqkv, layer.bqkv)
+        if layer.q_norm is None:  # rotate q and k in one go
+            qk = _rotate(qkv[:, : (nq + nkv) * D].view(B, nq + nkv, D), cos, sin)
+            q, k = qk[:, :nq], qk[:, nq:]
+        else:
+            q = _rotate(layer.q_norm(qkv[:, : nq * D].view(B, nq, D)), cos, sin)
+            k = _rotate(layer.k_norm(qkv[:, nq * D : (nq + nkv) * D].view(B, nkv, D)), cos, sin)
+        self.ks[i][:, :, t] = k
+        self.vs[i][:, :, t] = qkv[:, (nq + nkv) * D :].view(B, nkv, D)
+        q = q * self.scale
+        keys, values = self.ks[i][:, :, : t + 1], self.vs[i][:, :, : t + 1]
+        prompt_scores = self._from_grid(self._to_grid(q) @ self.kp[i]) + self.bias
+        own_scores = (q.view(B, nkv, self.rep, D) @ keys.transpose(-1, -2)).view(B, nq, t + 1)
+        p = torch.cat([prompt_scores, own_scores], dim=-1).softmax(dim=-1)
+        W = prompt_scores.shape[-1]
+        out = self._from_grid(self._to_grid(p[..., :W]) @ self.vp[i])
+        out = out + (p[..., W:].reshape(B, nkv, self.rep, t + 1) @ values).view(B, nq, D)
+        return F.linear(out.view(B, nq * D), layer.wo, layer.bo)
+
+    def _to_grid(self, x: Tensor) -> Tensor:
+        """Rows (B, nq, E) -> group grid (G, nkv, S * rep, E); empty slots are 0."""
+        G, S, E = self.G, self.S, x.shape[-1]
+        if not self.dense:
+            x = x.new_zeros(G * S, self.nq, E).index_copy_(0, self.slot, x)
+        return x.view(G, S, self.nkv, self.rep, E).transpose(1, 2).reshape(G, self.nkv, -1, E)
+
+    def _from_grid(self, y: Tensor) -> Tensor:
+        """Group grid (G, nkv, S * rep, E) -> rows (B, nq, E)."""
+        G, S, E = self.G, self.S, y.shape[-1]
+        y = y.view(G, self.nkv, S, self.rep, E).transpose(1, 2).reshape(G * S, self.nq, E)
+        return y if self.dense else y[self.slot]
+
+    def _grow(self) -> None:
+        """Double the generated-token cache (amortised O(1) per step)."""
+        for cache in (self.ks, self.vs):
+            for i, old in enumerate(cache):
+                new = old.new_empty((*old.shape[:2], 2 * old.shape[2], old.shape[3]))
+                new[:, :, : old.shape[2]] = old
+                cache[i] = new
+
+    def _rope(self, pos: Tensor) -> tuple[Tensor, Tensor]:
+        """Per-row cos/sin (B, 1, D) from a table computed by the model's own rotary module."""
+        need = int(pos.max()) + 1
+        if need > len(self.cos):
+            size = max(need, 2 * len(self.cos), 512)
+            ref = self.kp[0]
+            cos, sin = self.rotary(ref, torch.arange(size)[None])
+            self.cos, self.sin = cos[0].to(ref.dtype), sin[0].to(ref.dtype)
+        return self.cos[pos][:, None], self.sin[pos][:, None]
