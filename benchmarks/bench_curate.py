@@ -15,6 +15,7 @@ in a few minutes on 2 cores.
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import random
 import time
@@ -293,24 +294,41 @@ def _problem(
     return rng.choice(templates)(rng, _story(rng))
 
 
+def _cpu_seconds() -> float:
+    """CPU time of this process (all threads) and of its reaped children (math-verify workers).
+
+    Unlike wall time it barely moves with machine load: on an idle machine a stage takes about
+    its CPU time divided by the cores it keeps busy."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
 def run(n: int, semantic: bool = True, seed: int = 0) -> dict[str, Any]:
     """Build the collection, curate it, return per-stage and per-kind figures."""
     t0 = time.perf_counter()
     collection = make_collection(n, seed)
     build_seconds = time.perf_counter() - t0
-    encoder, load_seconds = None, 0.0
+    encoder, load_seconds, encode_rate = None, 0.0, 0.0
     if semantic:
         from zerorl.data.dedup import load_encoder
 
         t0 = time.perf_counter()
         encoder = load_encoder(None)
         load_seconds = time.perf_counter() - t0
+        sample = [p.question for p in collection.prompts[:512]]
+        t0 = time.perf_counter()
+        encoder(sample)
+        encode_rate = len(sample) / (time.perf_counter() - t0)
     config = CurateConfig(
         filters=FilterParams(workers=2),
         semantic=SemanticParams(encoder=encoder) if semantic else None,
         decontam=DecontamParams(references=collection.references),
     )
-    kept, report = curate(collection.prompts, config)
+    cpu_marks = [_cpu_seconds()]
+    kept, report = curate(
+        collection.prompts, config, on_stage=lambda _: cpu_marks.append(_cpu_seconds())
+    )
+    cpu = [after - before for before, after in itertools.pairwise(cpu_marks)]
     kept_ids = {p.id for p in kept}
     recall: dict[str, dict[str, Any]] = {}
     for kind in ["base", *PLANTED]:
@@ -321,6 +339,7 @@ def run(n: int, semantic: bool = True, seed: int = 0) -> dict[str, Any]:
         "n": n,
         "build_seconds": build_seconds,
         "model_load_seconds": load_seconds,
+        "encoder_items_per_second": encode_rate,
         "stages": [
             {
                 "name": s.name,
@@ -330,8 +349,10 @@ def run(n: int, semantic: bool = True, seed: int = 0) -> dict[str, Any]:
                 "items_per_second": s.items_per_second,
                 "reasons": s.reasons,
                 "skipped": s.skipped,
+                "stats": s.stats,
+                "cpu_seconds": cpu_s,
             }
-            for s in report.stages
+            for s, cpu_s in zip(report.stages, cpu, strict=True)
         ],
         "kinds": recall,
         "n_out": report.n_out,
@@ -346,7 +367,7 @@ def print_result(result: dict[str, Any]) -> None:
 
     console = Console()
     table = Table(title=f"curation of {result['n']} synthetic prompts -> {result['n_out']}")
-    for column in ("stage", "in", "removed", "seconds", "items/s"):
+    for column in ("stage", "in", "removed", "seconds", "items/s", "CPU s"):
         table.add_column(column, justify="left" if column == "stage" else "right")
     for s in result["stages"]:
         table.add_row(
@@ -355,6 +376,7 @@ def print_result(result: dict[str, Any]) -> None:
             str(s["n_removed"]),
             f"{s['seconds']:.1f}",
             f"{s['items_per_second']:,.0f}" if not s["skipped"] else "skipped",
+            f"{s['cpu_seconds']:.1f}",
         )
     console.print(table)
     kinds = Table(title="planted kinds removed (base: false positives)")
@@ -378,6 +400,14 @@ def print_result(result: dict[str, Any]) -> None:
         f"baseline (few minutes on 2 cores); model load {result['model_load_seconds']:.1f} s; "
         f"load average {', '.join(f'{x:.1f}' for x in result['load_average'])}"
     )
+    semantic = [s for s in result["stages"] if s["name"] == "semantic_dedup"]
+    if semantic and result["encoder_items_per_second"]:
+        rate, encoded = result["encoder_items_per_second"], semantic[0]["stats"]["n_encoded"]
+        console.print(
+            f"embeddings: {encoded} of {semantic[0]['n_in']} prompts share an answer and were "
+            f"encoded; encoder {rate:.0f} texts/s, so encoding all {semantic[0]['n_in']} "
+            f"(--no-semantic-same-answer) would take about {semantic[0]['n_in'] / rate:.0f} s"
+        )
 
 
 def main() -> None:

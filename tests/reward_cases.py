@@ -87,7 +87,12 @@ PAIRS: list[tuple[str, str, float, str]] = [
     ("x^5 - x^4 + x^3 - x^2 + x - 1", "x^5-x^4+x^3-x^2+x-1", 1.0, "polynomial"),
     ("p - q", "-q + p", 1.0, "reordered expression"),
     ("\\begin{pmatrix} -1 & 0 \\\\ 0 & -1 \\end{pmatrix}", "-I", 0.0, "matrix vs symbol"),
-    ("\\begin{pmatrix} 1/5 \\\\ -18/5 \\end{pmatrix}", "\\begin{pmatrix} 0.2 \\\\ -3.6 \\end{pmatrix}", 1.0, "vector"),
+    (
+        "\\begin{pmatrix} 1/5 \\\\ -18/5 \\end{pmatrix}",
+        "\\begin{pmatrix} 0.2 \\\\ -3.6 \\end{pmatrix}",
+        1.0,
+        "vector",
+    ),
     # ground truth wrapped in a box
     ("\\boxed{\\frac{1}{2}}", "0.5", 1.0, "boxed truth"),
     ("$3$", "3", 1.0, "dollar truth"),
@@ -101,6 +106,8 @@ KNOWN_WRONG: list[tuple[str, str, float, str]] = [
     ("3", "4=3", 1.0, "only the right-hand side of an equation is compared"),
     ("3", "x=4=3", 1.0, "a chain of equations is judged by its last right-hand side"),
     ("90^\\circ", "\\frac{\\pi}{2}", 0.0, "degrees are dropped, never converted to radians"),
+    ("(2,\\infty)", "x > 2", 0.0, "an inequality is not compared with the interval it describes"),
+    ("i", "\\sqrt{-1}", 0.0, "answers are parsed as real, so sqrt(-1) is not i"),
     ("\\text{yes}", "yes", 1.0, "right, but by accident: 'yes' parses as e*s*y (E*s*y)"),
     ("\\pi", "3.14159", 0.0, "defensible: pi is compared exactly, not to 6 places"),
 ]

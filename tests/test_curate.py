@@ -218,7 +218,7 @@ def test_similar_pairs_matches_brute_force():
 
 def fake_encoder(texts: list[str]) -> np.ndarray:
     """Unit vectors chosen by the first word, so the test decides which texts are 'similar'."""
-    table = {"alpha": [1.0, 0.0], "alpha2": [0.96, 0.28], "beta": [0.0, 1.0]}
+    table = {"alpha": [1.0, 0.0], "alphaprime": [0.96, 0.28], "beta": [0.0, 1.0]}
     return np.array([table[t.split()[0]] for t in texts], dtype=np.float32)
 
 
@@ -226,14 +226,18 @@ def test_semantic_dedup_logic_with_injected_encoder():
     prompts = [
         P("alpha one", "1", "a"),
         P("beta one", "1", "b"),
-        P("alpha2 again", "1", "a2"),  # cosine 0.96 to "a": dropped
-        P("alpha2 other answer", "2", "a3"),  # same text family but another answer: kept
+        P("alphaprime again", "1", "a2"),  # cosine 0.96 to "a": dropped
+        P("alphaprime other answer", "2", "a3"),  # same text family but another answer: kept
+        P("alphaprime with 3 apples", "1", "a4"),  # same answer, other numbers: kept
     ]
     kept, report = semantic_dedup(prompts, SemanticParams(encoder=fake_encoder))
-    assert ids(kept) == ["a", "b", "a3"]
+    assert ids(kept) == ["a", "b", "a3", "a4"]
     assert report.examples[0]["duplicate_of"] == "a" and report.examples[0]["cosine"] == 0.96
-    any_answer = SemanticParams(encoder=fake_encoder, same_answer=False)
-    assert ids(semantic_dedup(prompts, any_answer)[0]) == ["a", "b"]
+    assert report.stats["n_encoded"] == 3  # only the prompts sharing answer and numbers
+    any_numbers = SemanticParams(encoder=fake_encoder, same_numbers=False)
+    assert ids(semantic_dedup(prompts, any_numbers)[0]) == ["a", "b", "a3"]
+    anything = SemanticParams(encoder=fake_encoder, same_answer=False, same_numbers=False)
+    assert ids(semantic_dedup(prompts, anything)[0]) == ["a", "b"]
     strict = SemanticParams(encoder=fake_encoder, threshold=0.99)
     assert ids(semantic_dedup(prompts, strict)[0]) == ids(prompts)
 
@@ -392,7 +396,7 @@ def planted_collection() -> list[Prompt]:
         P(RECT.upper().lower(), "192", "dup"),
         P(RECT_TYPO, "192", "near"),
         P(
-            "Fourteen nickels and dimes in a purse add up to 95 cents. Count the dimes.",
+            "14 nickels and dimes in a purse add up to 95 cents. Count the dimes.",
             "5",
             "para",
         ),
@@ -464,3 +468,30 @@ def test_pipeline_runs_an_injected_pass_rate_stage_last():
     kept, report = curate(prompts, config)
     assert [s.name for s in report.stages] == ["exact_dedup", "pass_rate"]
     assert ids(kept) == ["s1"] and kept[0].metadata["pass_rate"] == 0.5
+
+
+def test_pass_rate_stage_with_the_real_reward_pool():
+    """The fake engine again (thresholding only); the reward pool is zerorl's own."""
+    reward = pytest.importorskip("zerorl.reward")
+    prompts = [P(f"q{solved}", "7", f"s{solved}") for solved in (0, 1, 2)]
+    with reward.RewardPool(num_workers=1, spare_workers=0) as pool:
+        kept, report = pass_rate_filter(
+            prompts, PassRateParams(k=2), engine=FakeEngine(), reward_pool=pool
+        )
+    assert ids(kept) == ["s1"] and kept[0].metadata["pass_rate"] == 0.5
+    assert report.reasons == {"too_hard": 1, "too_easy": 1}
+
+
+def test_build_pass_rate_filter_runs_the_hf_engine(tiny_model_dir):
+    """End-to-end wiring on the random tiny model of conftest: it solves nothing, so every
+    prompt is too hard; the point is that engine, template and reward pool fit together."""
+    pytest.importorskip("zerorl.rollout.hf")
+    pytest.importorskip("zerorl.reward")
+    from zerorl.data.curate import build_pass_rate_filter
+
+    stage = build_pass_rate_filter(
+        str(tiny_model_dir), k=2, params=PassRateParams(max_new_tokens=4)
+    )
+    kept, report = stage([P("What is 3+4?", "7", "a"), P("What is 2+2?", "4", "b")])
+    assert kept == [] and report.reasons == {"too_hard": 2}
+    assert report.stats["histogram"] == {"0.0": 2}

@@ -20,9 +20,12 @@ TINY = replace(
     num_layers=1,
     num_heads=2,
     intermediate_size=64,
-    steps=3,
+    steps=4,
     batch_size=8,
     warmup_steps=2,
+    check_from=2,
+    check_every=1,
+    anneal_steps=1,
 )
 
 
@@ -91,6 +94,18 @@ def test_tokenizer_round_trip_and_digits(tiny_dir: Path) -> None:
     assert tok.eos_token == tw.EOS and tok.pad_token_id == tok.eos_token_id
 
 
+def test_stop_strings_work_with_hf_generate(tiny_dir: Path) -> None:
+    """transformers' StopStringCriteria reads the vocabulary; it must see ``</answer>`` end."""
+    import torch
+    from transformers import StopStringCriteria
+
+    tok = tw.load_tokenizer(tiny_dir)
+    ids = tok(tw.worked_response(473, 289))["input_ids"]
+    stop = StopStringCriteria(tok, list(STOP_STRINGS))
+    hits = [bool(stop(torch.tensor([ids[:k]]), None)[0]) for k in range(1, len(ids) + 1)]
+    assert hits == [False] * (len(ids) - 1) + [True]
+
+
 def test_tiny_build_is_loadable_and_cached(tiny_dir: Path) -> None:
     import torch
     from transformers import AutoModelForCausalLM
@@ -106,6 +121,8 @@ def test_tiny_build_is_loadable_and_cached(tiny_dir: Path) -> None:
     assert tw.ensure_base_model(tiny_dir.parent, seed=0, progress=False, settings=TINY) == tiny_dir
     assert [p.name for p in tiny_dir.parent.iterdir()] == [tiny_dir.name]
     assert torch.isfinite(torch.tensor(record["final_loss"]))
+    # the untrained model never passes the worked-solution check: the cap ends the run
+    assert record["steps"] == 4 and record["worked_check_passed_at"] is None
 
 
 def test_build_is_deterministic_and_keyed(tmp_path: Path, tiny_dir: Path) -> None:
@@ -113,7 +130,7 @@ def test_build_is_deterministic_and_keyed(tmp_path: Path, tiny_dir: Path) -> Non
     assert again.name == tiny_dir.name
     for name in ("model.safetensors", "tokenizer.json"):
         assert (again / name).read_bytes() == (tiny_dir / name).read_bytes()
-    assert TINY.digest(1) != TINY.digest(0) != replace(TINY, steps=4).digest(0)
+    assert TINY.digest(1) != TINY.digest(0) != replace(TINY, steps=5).digest(0)
 
 
 def test_killed_build_leaves_no_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

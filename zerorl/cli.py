@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -23,12 +24,20 @@ DEFAULT_PRESET = "tiny-cpu"
 STAGES = ("generate", "reward", "logprobs", "values", "critic_update", "policy_update")
 
 
+def _quiet_libraries() -> None:
+    """Our own progress lines replace transformers' per-load progress bars."""
+    from transformers.utils import logging
+
+    logging.disable_progress_bar()
+    logging.set_verbosity_error()
+
+
 def _fail(message: str) -> None:
     console.print(f"[bold red]error:[/] {message}")
     raise typer.Exit(2)
 
 
-def _step_line(total: int) -> callable:
+def _step_line(total: int) -> Callable[[int, dict[str, float]], None]:
     def show(step: int, m: dict[str, float]) -> None:
         stages = " ".join(f"{s.split('_')[0]} {m.get(f'time/{s}', 0):.1f}s" for s in STAGES)
         evals = " ".join(f"{k.removeprefix('eval/')} {v:.3f}" for k, v in m.items() if "avg@" in k)
@@ -58,16 +67,23 @@ def train(
     resume: Annotated[
         Path | None, typer.Option(help="continue this run from its last checkpoint")
     ] = None,
+    backend: Annotated[str | None, typer.Option(help="local or ray (train.backend)")] = None,
+    address: Annotated[str | None, typer.Option(help="Ray cluster address (dist.address)")] = None,
 ) -> None:
     """Train with ORZ's PPO. With no arguments: the embedded tiny-cpu toy world (no download)."""
     from zerorl.launch import run_training
     from zerorl.models import ModelPathError
 
+    _quiet_libraries()
     extra = list(overrides or [])
     if steps is not None:
         extra.append(f"train.steps={steps}")
     if seed is not None:
         extra.append(f"train.seed={seed}")
+    if backend is not None:
+        extra.append(f"train.backend={backend}")
+    if address is not None:
+        extra.append(f"dist.address={address}")
     try:
         cfg = load_config(preset, config, extra)
         total = cfg.train.steps
@@ -116,7 +132,11 @@ def list_presets() -> None:
 
 def _mount_subcommands() -> None:
     from zerorl.data.cli import data_app
+    from zerorl.eval.cli import analyze_command, eval_command, report_command
 
+    app.command("eval")(eval_command)
+    app.command("analyze")(analyze_command)
+    app.command("report")(report_command)
     app.add_typer(data_app, name="data", help="Prepare prompt sets: synthesise and curate.")
 
 

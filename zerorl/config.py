@@ -66,7 +66,7 @@ class RolloutConfig:
     max_new_tokens: int = _f(8000, "generation length limit; a response reaching it scores 0")
     batch_size: int = _f(256, "sequences generated at once by the hf engine")
     vllm_tensor_parallel: int = _f(1, "vllm: tensor-parallel size of each engine")
-    vllm_num_engines: int = _f(1, "vllm: number of engines")
+    vllm_num_engines: int = _f(1, "rollout engines (Ray; colocated: one per device / TP group)")
     vllm_gpu_memory_utilization: float = _f(0.5, "vllm: fraction of GPU memory for the engine")
 
 
@@ -137,6 +137,22 @@ class EvalConfig:
 
 
 @dataclass
+class DistConfig:
+    address: str = _f("", "Ray: '' starts Ray in this process; 'auto' or HOST:PORT joins a cluster")
+    num_nodes: int = _f(1, "nodes the Ray layout spans")
+    num_gpus_per_node: int = _f(0, "GPUs per node for Ray workers; 0 = CPU workers (gloo)")
+    colocate: bool = _f(True, "generation and training share devices, offloaded between phases")
+    policy_ranks: int = _f(0, "policy FSDP2 ranks; 0 = every device when colocated, else 1")
+    critic_ranks: int = _f(0, "critic FSDP2 ranks; 0 = same rule as policy_ranks")
+    cpus_per_slot: float = _f(1.0, "CPUs reserved per placement bundle (per GPU or CPU slot)")
+    reward_cpus: float = _f(1.0, "CPUs reserved for the reward actor")
+    call_timeout_s: float = _f(
+        3600.0, "limit on any remote call or collective, then stop naming it"
+    )
+    start_timeout_s: float = _f(900.0, "limit on placing the actors and loading the models")
+
+
+@dataclass
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -146,6 +162,7 @@ class Config:
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    dist: DistConfig = field(default_factory=DistConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -305,6 +322,9 @@ def validate(cfg: Config) -> None:
         (cfg.reward.timeout_s > 0, "reward.timeout_s must be > 0"),
         (cfg.eval.samples >= 1, "eval.samples must be >= 1"),
         (cfg.eval.interval >= 0, "eval.interval must be >= 0"),
+        (cfg.dist.call_timeout_s > 0, "dist.call_timeout_s must be > 0"),
+        (cfg.dist.start_timeout_s > 0, "dist.start_timeout_s must be > 0"),
+        (cfg.dist.num_gpus_per_node >= 0, "dist.num_gpus_per_node must be >= 0"),
     ]
     for ok, message in checks:
         if not ok:

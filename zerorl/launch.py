@@ -93,7 +93,12 @@ def run_training(
         name = cfg.train.run_name or time.strftime("%Y%m%d-%H%M%S")
         run = RunDir.create(run_path or Path(cfg.train.out_dir) / name, cfg)
         checkpoint = None
-    roles = build_local_roles(cfg, checkpoint)
+    if cfg.train.backend == "ray":
+        from zerorl.distributed.builder import build_ray_roles
+
+        roles = build_ray_roles(cfg, checkpoint)
+    else:
+        roles = build_local_roles(cfg, checkpoint)
     try:
         prompts = training_prompts(cfg)
         kept = drop_long_prompts(prompts, roles, cfg.data.max_prompt_tokens)

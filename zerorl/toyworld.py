@@ -24,16 +24,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import random
 import re
 import shutil
+import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, NamedTuple
 
 import torch
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -61,16 +62,21 @@ class WorldSettings:
     task: str = "addition"
     difficulty: int = 2  # synth addition: difficulty + 1 digits per operand
     worked_share: float = 0.3  # share of corpus responses that reason step by step
+    worked_weight: float = 1.0  # loss weight of worked-solution tokens after the first one
     corpus_size: int = 40_000
     vocab_size: int = 512
     hidden_size: int = 128
     num_layers: int = 4
     num_heads: int = 4
     intermediate_size: int = 512
-    steps: int = 1_000
+    steps: int = 1_600  # a cap: training stops once the worked solutions are reliable
     batch_size: int = 64
-    lr: float = 3e-3
+    lr: float = 2e-3
     warmup_steps: int = 50
+    check_from: int = 300  # worked-solution check: first step, period, target, then anneal
+    check_every: int = 100
+    target_worked_accuracy: float = 0.9
+    anneal_steps: int = 200
 
     def digest(self, seed: int) -> str:
         """A short stable hash of the settings, the seed and ``WORLD_VERSION``."""
@@ -97,7 +103,7 @@ def problems(
 
     Problems of different splits never share a question, whatever the seeds.
     """
-    salt = {"corpus": 0, "train": 1, "eval": 2}[split]  # different seeds streams per split
+    salt = {"corpus": 0, "train": 1, "eval": 2}[split]  # a distinct synth stream per split
     drawn = max(4 * n, 64)
     while True:
         pool = generate(settings.task, drawn, seed * 3 + salt, settings.difficulty)
@@ -171,8 +177,8 @@ def corpus(settings: WorldSettings, seed: int) -> list[tuple[str, str]]:
 # punctuation runs, other whitespace. BPE then merges only inside a pre-token, so digits are
 # always single tokens (the model sees place value) while words become single tokens.
 _PRETOKEN = r" ?</?[a-z]+>| ?\\[a-z]+\{?|\d| ?[A-Za-z]+| ?[^\sA-Za-z\d]+|\s+"
-# The fixed parts of the ORZ template, each one token: the prompt shrinks from ~130 tokens to
-# ~17, which makes pretraining and PPO several times faster on CPU. Text is still exact.
+# The fixed parts of the ORZ template, each one token: a prompt shrinks from ~130 tokens to 14,
+# which makes pretraining and PPO several times faster on CPU. Text is still exact.
 _TEMPLATE_HEAD, _TEMPLATE_TAIL = TEMPLATE.split("{problem}")
 
 
@@ -221,13 +227,15 @@ def save_tokenizer(tokenizer: Tokenizer, model_dir: Path) -> None:
 
 def load_tokenizer(model_dir: str | Path) -> PreTrainedTokenizerFast:
     """Load the world's tokenizer explicitly: AutoTokenizer would pick Qwen2Tokenizer."""
+    return _hf_tokenizer(tokenizer_file=str(Path(model_dir) / "tokenizer.json"))
+
+
+def _hf_tokenizer(**source: object) -> PreTrainedTokenizerFast:
+    """``PreTrainedTokenizerFast`` over ``tokenizer_file=`` or ``tokenizer_object=``."""
     from transformers import PreTrainedTokenizerFast
 
     return PreTrainedTokenizerFast(
-        tokenizer_file=str(Path(model_dir) / "tokenizer.json"),
-        eos_token=EOS,
-        pad_token=EOS,
-        clean_up_tokenization_spaces=False,
+        **source, eos_token=EOS, pad_token=EOS, clean_up_tokenization_spaces=False
     )
 
 
@@ -255,40 +263,53 @@ def model_config(settings: WorldSettings, tokenizer: Tokenizer) -> Qwen2Config:
     )
 
 
+class _Example(NamedTuple):
+    """One pretraining row: prompt + response + EOS ids; the loss covers ``ids[start:]``, the
+    first response token (the choice to reason or not) at weight 1, the rest at ``weight``."""
+
+    ids: list[int]
+    start: int
+    weight: float
+
+
 def _encode_pairs(
-    pairs: list[tuple[str, str]], tokenizer: Tokenizer
-) -> list[tuple[list[int], int]]:
-    """Token ids of prompt + response + EOS, with the prompt length (where the loss starts)."""
+    pairs: list[tuple[str, str]], tokenizer: Tokenizer, worked_weight: float
+) -> list[_Example]:
+    """Tokenise the corpus; worked solutions get ``worked_weight`` after their first token."""
     eos_id = tokenizer.token_to_id(EOS)
     prompts = tokenizer.encode_batch([p for p, _ in pairs])
     responses = tokenizer.encode_batch([r for _, r in pairs])
-    return [(p.ids + r.ids + [eos_id], len(p.ids)) for p, r in zip(prompts, responses, strict=True)]
+    return [
+        _Example(p.ids + r.ids + [eos_id], len(p.ids), worked_weight if reasons(text) else 1.0)
+        for p, r, (_, text) in zip(prompts, responses, pairs, strict=True)
+    ]
 
 
 def _rows_loss(
-    model: PreTrainedModel, rows: list[tuple[list[int], int]], pad_id: int
-) -> tuple[torch.Tensor, int]:
-    """Summed next-token loss over the response tokens (EOS included) of right-padded rows."""
-    width = max(len(ids) for ids, _ in rows)
+    model: PreTrainedModel, rows: list[_Example], pad_id: int
+) -> tuple[torch.Tensor, float]:
+    """Summed next-token loss over the response tokens (EOS included) of right-padded rows, and
+    the number of tokens it sums over."""
+    width = max(len(row.ids) for row in rows)
     input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    labels = torch.full((len(rows), width), -100, dtype=torch.long)
+    in_loss = torch.zeros((len(rows), width))
     attention = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, (ids, prompt_len) in enumerate(rows):
-        input_ids[i, : len(ids)] = torch.tensor(ids)
-        labels[i, prompt_len : len(ids)] = torch.tensor(ids[prompt_len:])
-        attention[i, : len(ids)] = 1
+    for i, row in enumerate(rows):
+        input_ids[i, : len(row.ids)] = torch.tensor(row.ids)
+        in_loss[i, row.start] = 1.0
+        in_loss[i, row.start + 1 : len(row.ids)] = row.weight
+        attention[i, : len(row.ids)] = 1
     logits = model(input_ids=input_ids, attention_mask=attention).logits[:, :-1]
-    targets = labels[:, 1:]
-    loss = torch.nn.functional.cross_entropy(
-        logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction="sum"
+    losses = torch.nn.functional.cross_entropy(
+        logits.transpose(1, 2), input_ids[:, 1:], reduction="none"
     )
-    return loss, int((targets != -100).sum())
+    return (losses * in_loss[:, 1:]).sum(), float(in_loss.sum())
 
 
-def _length_groups(rows: list[tuple[list[int], int]]) -> list[list[tuple[list[int], int]]]:
+def _length_groups(rows: list[_Example]) -> list[list[_Example]]:
     """Split rows at the largest length gap (direct vs worked) so short rows are not padded."""
-    rows = sorted(rows, key=lambda r: len(r[0]))
-    lengths = [len(ids) for ids, _ in rows]
+    rows = sorted(rows, key=lambda r: len(r.ids))
+    lengths = [len(row.ids) for row in rows]
     gaps = [lengths[i] - lengths[i - 1] for i in range(1, len(rows))]
     if not gaps or max(gaps) == 0:
         return [rows]
@@ -298,94 +319,76 @@ def _length_groups(rows: list[tuple[list[int], int]]) -> list[list[tuple[list[in
 
 def pretrain(
     model: PreTrainedModel,
-    examples: list[tuple[list[int], int]],
+    examples: list[_Example],
     settings: WorldSettings,
     *,
     seed: int,
     pad_id: int,
     progress: bool,
-) -> float:
-    """Train ``model`` in place on ``examples``; return the mean loss of the last 50 steps.
+    check: Callable[[], float] | None = None,
+) -> dict[str, float | int | None]:
+    """Train ``model`` in place on ``examples`` until its worked solutions are reliable.
 
-    AdamW, linear warm-up then cosine decay to a tenth of ``lr``; batches cycle through the
-    examples in a seeded shuffled order.
+    AdamW at a constant ``lr`` after a linear warm-up. From step ``check_from`` on, every
+    ``check_every`` steps, ``check()`` (worked-solution accuracy) is compared with
+    ``target_worked_accuracy``: the first pass starts ``anneal_steps`` of linear decay to a
+    tenth of ``lr``, then training stops. Why: the worked algorithm is learnt in a sudden jump
+    whose step varies a lot with the seed, so a fixed budget is either slow or sometimes
+    broken. The anneal starts anyway at ``steps - anneal_steps``, so ``steps`` is a hard cap.
+    Batches cycle through the examples in a seeded shuffled order. Returns the mean loss of the
+    last 50 steps, the steps run and the step at which the check passed (None if never).
     """
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=settings.lr, betas=(0.9, 0.95), weight_decay=0.01
     )
+    anneal_from: list[int] = []  # the step the anneal started at, once it has
 
     def lr_factor(step: int) -> float:
         warm = min(1.0, (step + 1) / settings.warmup_steps)
-        return warm * (0.1 + 0.45 * (1 + math.cos(math.pi * step / settings.steps)))
+        done = (step - anneal_from[0]) / settings.anneal_steps if anneal_from else 0.0
+        return warm * max(0.1, 1.0 - 0.9 * done)
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
     rng = random.Random(f"pretrain:{seed}")
     order: list[int] = []
     recent: list[float] = []
-    model.train()
-    with _Progress(settings.steps, progress) as bar:
-        for step in range(settings.steps):
-            if len(order) < settings.batch_size:
-                order = list(range(len(examples)))
-                rng.shuffle(order)
-            batch = [examples[order.pop()] for _ in range(settings.batch_size)]
-            losses = [_rows_loss(model, group, pad_id) for group in _length_groups(batch)]
-            tokens = sum(count for _, count in losses)
-            loss = sum(total for total, _ in losses) / tokens
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            scheduler.step()
-            recent = [*recent[-49:], loss.item()]
-            bar.update(step + 1, sum(recent) / len(recent))
+    passed_at = None
+    start = time.monotonic()
+    for step in range(1, settings.steps + 1):
+        model.train()
+        if len(order) < settings.batch_size:
+            order = list(range(len(examples)))
+            rng.shuffle(order)
+        batch = [examples[order.pop()] for _ in range(settings.batch_size)]
+        losses = [_rows_loss(model, group, pad_id) for group in _length_groups(batch)]
+        loss = sum(total for total, _ in losses) / sum(count for _, count in losses)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        scheduler.step()
+        recent = [*recent[-49:], loss.item()]
+        due = step >= settings.check_from and step % settings.check_every == 0
+        if not anneal_from and check is not None and due:
+            model.eval()
+            if check() >= settings.target_worked_accuracy:
+                passed_at = step
+                anneal_from.append(step)
+        if not anneal_from and step == settings.steps - settings.anneal_steps:
+            anneal_from.append(step)
+        if progress and (step % 100 == 0 or step == 1):
+            # plain lines rather than a live bar: readable in CI logs and beside the trainer's
+            print(
+                f"toy world: pretraining step {step} (at most {settings.steps})  "
+                f"loss {sum(recent) / len(recent):.3f}  {time.monotonic() - start:.0f}s"
+                + ("  annealing" if anneal_from else ""),
+                file=sys.stderr,
+                flush=True,
+            )
+        if anneal_from and step >= anneal_from[0] + settings.anneal_steps:
+            break
     model.eval()
-    return sum(recent) / len(recent)
-
-
-class _Progress:
-    """Pretraining progress with the running loss and elapsed time, or nothing if disabled.
-
-    A rich bar on a terminal; elsewhere (CI logs, pipes) a log line every tenth of the steps.
-    """
-
-    def __init__(self, total: int, enabled: bool) -> None:
-        self.total, self.enabled, self._bar, self._task = total, enabled, None, None
-        self._start = time.monotonic()
-        self._console = None
-
-    def __enter__(self) -> _Progress:
-        if not self.enabled:
-            return self
-        from rich.console import Console
-        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-        self._console = Console(stderr=True)
-        if self._console.is_terminal:
-            self._bar = Progress(
-                TextColumn("toy world: pretraining the base model"),
-                BarColumn(),
-                TextColumn("{task.completed}/{task.total} steps  loss {task.fields[loss]}"),
-                TimeElapsedColumn(),
-                console=self._console,
-            )
-            self._bar.__enter__()
-            self._task = self._bar.add_task("pretrain", total=self.total, loss="-")
-        return self
-
-    def update(self, completed: int, loss: float) -> None:
-        if self._bar is not None:
-            self._bar.update(self._task, completed=completed, loss=f"{loss:.3f}")
-        elif self._console is not None and completed % max(self.total // 10, 1) == 0:
-            elapsed = time.monotonic() - self._start
-            self._console.print(
-                f"toy world: pretraining step {completed}/{self.total}  loss {loss:.3f}  "
-                f"{elapsed:.0f}s"
-            )
-
-    def __exit__(self, *exc: object) -> None:
-        if self._bar is not None:
-            self._bar.__exit__(*exc)
+    return {"final_loss": sum(recent) / len(recent), "steps": step, "passed_at": passed_at}
 
 
 # --------------------------------------------------------------------------- build and cache
@@ -395,7 +398,7 @@ def cache_root(cache_dir: str | Path | None = None) -> Path:
     """Where built worlds live: ``cache_dir``, else ``$ZERORL_CACHE/toyworld``, else
     ``~/.cache/zerorl/toyworld``."""
     if cache_dir is not None:
-        return Path(cache_dir)
+        return Path(cache_dir).expanduser()
     base = os.environ.get("ZERORL_CACHE")
     return (Path(base) if base else Path.home() / ".cache" / "zerorl") / "toyworld"
 
@@ -424,7 +427,7 @@ def ensure_base_model(
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".building-{final.name}-", dir=root))
     if progress:
-        print(f"toy world: building the base model once (a few minutes) into {final}", flush=True)
+        print(f"toy world: building the base model once, into {final}", file=sys.stderr)
     try:
         build(tmp, settings, seed=seed, progress=progress)
         try:
@@ -439,19 +442,30 @@ def ensure_base_model(
     return final
 
 
-def build(out_dir: Path, settings: WorldSettings, *, seed: int, progress: bool) -> dict:
+def build(
+    out_dir: Path, settings: WorldSettings, *, seed: int, progress: bool
+) -> dict[str, object]:
     """Build the world's tokenizer and base model into ``out_dir``; return the build record."""
     from transformers import GenerationConfig, Qwen2ForCausalLM
 
-    start = time.monotonic()
+    start, cpu_start = time.monotonic(), time.process_time()
     pairs = corpus(settings, seed)
     # A few thousand full examples are plenty for BPE: the template repeats in every one.
     tokenizer = build_tokenizer([p + r for p, r in pairs[:2000]], settings.vocab_size)
-    examples = _encode_pairs(pairs, tokenizer)
+    examples = _encode_pairs(pairs, tokenizer, settings.worked_weight)
     torch.manual_seed(seed)
     model = Qwen2ForCausalLM(model_config(settings, tokenizer))
     eos_id = tokenizer.token_to_id(EOS)
-    final_loss = pretrain(model, examples, settings, seed=seed, pad_id=eos_id, progress=progress)
+    # RL prompts, never eval ones: the held-out set stays unseen by anything in the build
+    probe = train_prompts(200, seed, settings)
+    hf_tokenizer = _hf_tokenizer(tokenizer_object=tokenizer)
+
+    def check() -> float:
+        return worked_accuracy(model, hf_tokenizer, probe[:64])
+
+    run = pretrain(
+        model, examples, settings, seed=seed, pad_id=eos_id, progress=progress, check=check
+    )
     model.generation_config = GenerationConfig(
         eos_token_id=eos_id, pad_token_id=eos_id, do_sample=True, temperature=1.0, top_k=0
     )
@@ -462,8 +476,12 @@ def build(out_dir: Path, settings: WorldSettings, *, seed: int, progress: bool) 
         "seed": seed,
         "world_version": WORLD_VERSION,
         "parameters": sum(p.numel() for p in model.parameters()),
-        "final_loss": round(final_loss, 4),
+        "final_loss": round(float(run["final_loss"] or 0.0), 4),
+        "steps": run["steps"],
+        "worked_check_passed_at": run["passed_at"],
+        "worked_accuracy_greedy": worked_accuracy(model, hf_tokenizer, probe),
         "build_seconds": round(time.monotonic() - start, 1),
+        "build_cpu_seconds": round(time.process_time() - cpu_start, 1),  # all threads
         "torch_threads": torch.get_num_threads(),
     }
     (out_dir / "world.json").write_text(json.dumps(record, indent=2) + "\n")
@@ -520,10 +538,9 @@ def sample(
     """
     torch.manual_seed(seed)
     texts, lengths = [], []
-    tokenizer.padding_side = "left"
     for start in range(0, len(questions), batch_size):
         chunk = [render(q) for q in questions[start : start + batch_size]]
-        enc = tokenizer(chunk, return_tensors="pt", padding=True)
+        enc = tokenizer(chunk, return_tensors="pt", padding=True, padding_side="left")
         out = model.generate(
             **enc,
             do_sample=True,
@@ -541,6 +558,28 @@ def sample(
             texts.append(text if cut < 0 else text[: cut + len(ANSWER_STOP)])
             lengths.append(len(ids))
     return texts, lengths
+
+
+@torch.no_grad()
+def worked_accuracy(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast, prompts: list[Prompt]
+) -> float:
+    """Greedy accuracy when every response is made to reason (forced first token ``" "``).
+
+    The build's health check: a base model whose worked solutions are unreliable makes a world
+    where reasoning does not pay, and RL has nothing to find.
+    """
+    prompts_text = [render(p.question) + " " for p in prompts]
+    enc = tokenizer(prompts_text, return_tensors="pt", padding=True, padding_side="left")
+    eos = tokenizer.eos_token_id
+    out = model.generate(
+        **enc, do_sample=False, max_new_tokens=80, eos_token_id=eos, pad_token_id=eos
+    )
+    responses = tokenizer.batch_decode(
+        out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True
+    )
+    hits = [is_correct(r, p.ground_truth) for r, p in zip(responses, prompts, strict=True)]
+    return sum(hits) / max(len(hits), 1)
 
 
 def evaluate(

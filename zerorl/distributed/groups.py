@@ -9,6 +9,7 @@ answer in time stops the run with a ``WorkerFailure`` naming it.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,16 +52,20 @@ def wait_all(calls: list[tuple[Member, Any]], what: str, timeout_s: float) -> li
         ready, _ = ray.wait(list(pending), num_returns=1, timeout=left)
         if not ready:
             late = ", ".join(calls[i][0].name for i in sorted(pending.values()))
-            raise WorkerFailure(f"{late}: no answer to {what} within {timeout_s:.0f} s; {RESUME_HINT}")
+            raise WorkerFailure(
+                f"{late}: no answer to {what} within {timeout_s:.0f} s; {RESUME_HINT}"
+            )
         for ref in ready:
             i = pending.pop(ref)
             name = calls[i][0].name
             try:
                 results[i] = ray.get(ref)
             except RayActorError as e:
-                raise WorkerFailure(f"{name} died during {what}: {e}; {RESUME_HINT}") from None
+                cause = str(e).strip().splitlines()[-1]  # Ray's last line says why it died
+                message = f"{name} died during {what} ({cause}); {RESUME_HINT}"
+                raise WorkerFailure(message) from None
             except RayTaskError as e:
-                raise WorkerFailure(f"{name} failed in {what}: {e}; {RESUME_HINT}") from None
+                raise WorkerFailure(f"{name} failed in {what}; {RESUME_HINT}\n{e}") from None
     return results
 
 
@@ -129,7 +134,9 @@ class _Group:
 def _sum_parts(parts: list[Any], cls: type, global_keys: tuple[str, ...]) -> Any:
     """Rank parts of a stats record: sums, except ``global_keys`` taken from rank 0."""
     first = vars(parts[0])
-    summed = {k: v if k in global_keys else sum(vars(p)[k] for p in parts) for k, v in first.items()}
+    summed = {
+        k: v if k in global_keys else sum(vars(p)[k] for p in parts) for k, v in first.items()
+    }
     return cls(**summed)
 
 
@@ -240,7 +247,5 @@ class RewardClient:
 
     def close(self) -> None:
         """Stop the verification processes; a reward actor already gone is not an error."""
-        try:
+        with contextlib.suppress(WorkerFailure):
             wait_all([(self.member, self.member.actor.close.remote())], "close", 60.0)
-        except WorkerFailure:
-            pass

@@ -7,10 +7,11 @@ average correct reflection length (mean length of the correct responses that ref
 
 Step moments (docs/evaluation.md, "Step moments"): steps where the reward and the response length
 accelerate together. For each series y and step t, the slope jump is the least-squares slope of
-y over the W steps starting at t minus the slope over the W steps ending at t; it is turned into
-a robust z-score with the median and the MAD of all the jumps of that series. A step is a
-candidate when the reward's z exceeds ``k`` and the length's z exceeds ``k`` at some step within
-W//2 of it; runs of candidates closer than W steps form one moment, placed at its strongest step.
+y over the W steps starting at t minus the slope over the W steps ending at t; it is divided by
+its standard deviation under white noise, the noise SD being estimated robustly from the MAD of
+y's second differences (unmoved by trends and kinks). A step is a candidate when the reward's z
+exceeds ``k`` and the length's z exceeds ``k`` at some step within W//2 of it; runs of
+candidates closer than W steps form one moment, placed at its strongest step.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from typing import Any
 import numpy as np
 
 REFLECTION_PATTERNS: tuple[str, ...] = ("wait,", "recheck", "retry", "alternatively,", "however,")
-MOMENT_K = 3.5  # measured: <=1% false alarms on 200-step flat noisy runs (docs)
+MOMENT_K = 4.0  # z threshold; false-alarm and detection rates measured in docs/evaluation.md
 MAD_TO_SD = 1.4826  # the MAD of a normal distribution times this is its standard deviation
 
 
@@ -103,11 +104,12 @@ def reflection_metrics(
 
 
 def rollout_files(source: Path) -> list[Path]:
-    """The rollout JSONL files of a run directory (``rollouts/step_*.jsonl``) or one file."""
+    """The rollout files of a run directory (``rollouts/step_*.jsonl``), of a directory of such
+    files, or ``[source]`` for a file."""
     if source.is_file():
         return [source]
     folder = source / "rollouts" if (source / "rollouts").is_dir() else source
-    return sorted(folder.glob("*.jsonl"))
+    return sorted(folder.glob("step_*.jsonl"), key=lambda p: (_step_from_name(p) or 0, p.name))
 
 
 def read_rollouts(paths: Iterable[Path]) -> dict[int, list[dict[str, Any]]]:
@@ -181,16 +183,29 @@ def slope_jumps(y: Sequence[float], window: int) -> np.ndarray:
     return jumps
 
 
-def robust_z(values: np.ndarray) -> np.ndarray:
-    """(v - median) / (1.4826 MAD) over the finite values; the scale has a floor of 1e-9 times
-    the largest |v| (and 1e-12) so that a noise-free series does not divide by zero."""
-    finite = values[np.isfinite(values)]
-    if not len(finite):
-        return np.full(len(values), np.nan)
-    median = float(np.median(finite))
-    scale = MAD_TO_SD * float(np.median(np.abs(finite - median)))
-    scale = max(scale, 1e-9 * float(np.max(np.abs(finite))), 1e-12)
-    return (values - median) / scale
+def noise_sd(y: Sequence[float]) -> float:
+    """Robust SD of the step-to-step noise of y: 1.4826 MAD of its second differences over
+    sqrt(6) (a straight line or a single kink barely moves it, unlike the SD of y itself)."""
+    d2 = np.diff(np.asarray(y, dtype=float), n=2)
+    if not len(d2):
+        return 0.0
+    return MAD_TO_SD * float(np.median(np.abs(d2 - np.median(d2)))) / math.sqrt(6)
+
+
+def jump_z(y: Sequence[float], window: int) -> np.ndarray:
+    """Slope jumps of y in units of their standard deviation under white noise of
+    :func:`noise_sd` (the jump is a fixed linear combination of 2W-1 values, so its SD is the
+    noise SD times the norm of the weights). The noise SD has a floor of 1e-9 times max |y|
+    (and 1e-12) so that a noise-free series does not divide by zero."""
+    values = np.asarray(y, dtype=float)
+    x = np.arange(window) - (window - 1) / 2
+    weights = x / float(np.sum(x * x))
+    combined = np.zeros(2 * window - 1)
+    combined[window - 1 :] += weights
+    combined[:window] -= weights
+    floor = max(1e-9 * float(np.max(np.abs(values))) if len(values) else 0.0, 1e-12)
+    scale = max(noise_sd(values), floor) * float(np.linalg.norm(combined))
+    return slope_jumps(values, window) / scale
 
 
 def find_step_moments(
@@ -205,8 +220,8 @@ def find_step_moments(
     w = window or default_window(len(steps))
     if len(steps) < 2 * w + 1:
         return []
-    zr = robust_z(slope_jumps(_fill(reward), w))
-    zl = robust_z(slope_jumps(_fill(length), w))
+    zr = jump_z(_fill(reward), w)
+    zl = jump_z(_fill(length), w)
     half = w // 2
     candidates = [
         t

@@ -16,6 +16,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from zerorl.eval.analysis import MOMENT_K
+
 console = Console()
 
 
@@ -75,6 +77,8 @@ def eval_command(
     dtype: Annotated[str, typer.Option(help="float32 or bfloat16")] = "float32",
     seed: Annotated[int, typer.Option(help="sampling seed")] = 0,
     reward_workers: Annotated[int, typer.Option(help="answer verification processes")] = 2,
+    threads: Annotated[int, typer.Option(help="torch CPU threads (0 = torch default)")] = 0,
+    device: Annotated[str, typer.Option(help="auto (cuda if available), cpu, cuda, ...")] = "auto",
 ) -> None:
     """Evaluate a model: avg@K, pass@k, maj@K, length and truncation per benchmark."""
     from zerorl.eval.benchmarks import BenchmarkError, default_data_dir, load_benchmark
@@ -94,8 +98,13 @@ def eval_command(
     settings = {
         "model": model_path, "template": template.value, "samples": samples,
         "temperature": temperature, "top_p": top_p, "max_new_tokens": max_new_tokens,
-        "limit": limit, "seed": seed, "dtype": dtype,
+        "limit": limit, "seed": seed, "dtype": dtype, "device": _device(device),
     }  # fmt: skip
+    if threads:
+        # On a shared CPU, fewer threads than torch's default avoid stalls at every small op.
+        import torch
+
+        torch.set_num_threads(threads)
     start = time.perf_counter()
     try:
         engine, fmt = _load(settings, boxed_fallback, batch_size)
@@ -109,6 +118,14 @@ def eval_command(
     summary = write_results(destination, results, settings, time.perf_counter() - start)
     _print_summary(summary)
     console.print(f"[bold green]wrote[/] {destination}/summary.json, summary.md, samples.jsonl")
+
+
+def _device(name: str) -> str:
+    if name != "auto":
+        return name
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def _run_benchmarks(run: Path | None) -> list[str]:
@@ -134,7 +151,8 @@ def _load(settings: dict[str, Any], boxed_fallback: bool | None, batch_size: int
         fmt = chat_format(tokenizer, True if boxed_fallback is None else boxed_fallback)
     else:
         fmt = dataclasses.replace(ORZ_FORMAT, boxed_fallback=bool(boxed_fallback))
-    engine = HFEngine(load_policy(settings["model"], settings["dtype"]), tokenizer, batch_size)
+    model = load_policy(settings["model"], settings["dtype"]).to(settings["device"])
+    engine = HFEngine(model, tokenizer, batch_size)
     return engine, fmt
 
 
@@ -200,7 +218,7 @@ def analyze_command(
     sources: Annotated[list[Path], typer.Argument(help="run directory or rollout JSONL files")],
     out: Annotated[Path | None, typer.Option(help="output file or directory")] = None,
     window: Annotated[int | None, typer.Option(help="step-moment window W (default: auto)")] = None,
-    k: Annotated[float, typer.Option(help="step-moment threshold in robust SDs")] = 3.5,
+    k: Annotated[float, typer.Option(help="step-moment threshold (z)")] = MOMENT_K,
 ) -> None:
     """Reflection statistics per step and the run's step moments -> analysis.json."""
     from zerorl.eval.analysis import analyze

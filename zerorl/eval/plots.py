@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 
 import matplotlib
@@ -17,11 +18,13 @@ import matplotlib
 matplotlib.use("Agg")  # no display; figures are only ever written to PNG
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 FIGSIZE = (8.0, 4.0)
 DPI = 100
 WIDTH, HEIGHT = int(FIGSIZE[0] * DPI), int(FIGSIZE[1] * DPI)
 MOMENT_COLOR = "tab:red"
+BAR_STEPS = 60
 
 
 @dataclass
@@ -50,6 +53,7 @@ def _figure(title: str, ylabel: str) -> tuple[Figure, Axes]:
     ax.set_xlabel("step")
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are whole numbers
     return fig, ax
 
 
@@ -70,9 +74,13 @@ def _moments(ax: Axes, moments: Sequence[int]) -> None:
         ax.axvline(step, color=MOMENT_COLOR, linestyle="--", linewidth=1.2, label=label)
 
 
-def _finish(fig: Figure, ax: Axes) -> Figure:
+def _finish(fig: Figure, ax: Axes, outside: bool = False) -> Figure:
+    """Legend (beside the axes when ``outside``, for plots that fill their area) and layout."""
     if ax.get_legend_handles_labels()[0]:
-        ax.legend(loc="best", fontsize=8)
+        if outside:
+            ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
+        else:
+            ax.legend(loc="best", fontsize=8)
     fig.tight_layout()
     return fig
 
@@ -80,51 +88,67 @@ def _finish(fig: Figure, ax: Axes) -> Figure:
 def empty_figure(title: str, message: str) -> Figure:
     """A figure that says why there is nothing to plot."""
     fig, ax = _figure(title, "")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_xlabel("")
     ax.text(0.5, 0.5, message, ha="center", va="center", transform=ax.transAxes)
     return _finish(fig, ax)
 
 
 def curve_figure(
-    title: str, ylabel: str, series: Sequence[Series], moments: Sequence[int] = ()
+    title: str,
+    ylabel: str,
+    series: Sequence[Series],
+    moments: Sequence[int] = (),
+    empty: str = "no data",
 ) -> Figure:
-    """Training curves (reward, response length, reflection length) with the step moments."""
-    series = [s for s in series if s.steps]
+    """Training curves (reward, response length, reflection length) with the step moments.
+
+    Series without a single finite value are left out; with none left the figure says ``empty``.
+    """
+    series = [s for s in series if any(v == v for v in s.values)]
     if not series:
-        return empty_figure(title, "no data")
+        return empty_figure(title, empty)
     fig, ax = _figure(title, ylabel)
     _curves(ax, series)
     _moments(ax, moments)
     return _finish(fig, ax)
 
 
-def eval_figure(series: Sequence[Series]) -> Figure:
-    """Evaluation accuracies (percent) per benchmark, one marked line each."""
+def eval_figure(series: Sequence[Series], moments: Sequence[int] = ()) -> Figure:
+    """Evaluation accuracies (percent) per benchmark, one marked line each; step moments too."""
     title = "evaluation accuracy"
     if not series:
         return empty_figure(title, "no evaluation in this run (eval.benchmarks is empty)")
     fig, ax = _figure(title, "accuracy (%)")
     for s in series:
         ax.plot(s.steps, [100 * v for v in s.values], marker="o", markersize=4, label=s.label)
+    highest = max((100 * v for s in series for v in s.values if v == v), default=0.0)
+    ax.set_ylim(0, max(1.0, 1.1 * highest))  # accuracy starts at 0, even when all are 0
+    _moments(ax, moments)
     return _finish(fig, ax)
 
 
 def time_figure(stages: Sequence[Series]) -> Figure:
-    """Seconds per stage of each step, stacked (one bar per step, one colour per stage)."""
+    """Seconds per stage of each step, stacked: one bar per step, or areas past BAR_STEPS
+    steps (bars that thin would hide each other)."""
     title = "seconds per stage"
     if not stages:
         return empty_figure(title, "no time/* metrics")
     fig, ax = _figure(title, "seconds")
-    bottom = [0.0] * len(stages[0].steps)
-    width = (
-        0.8
-        if len(bottom) < 2
-        else 0.8 * min(b - a for a, b in zip(stages[0].steps, stages[0].steps[1:], strict=False))
-    )
-    for s in stages:
-        heights = [v if v == v else 0.0 for v in s.values]
-        ax.bar(s.steps, heights, width=width, bottom=bottom, label=s.label)
-        bottom = [b + h for b, h in zip(bottom, heights, strict=True)]
-    return _finish(fig, ax)
+    steps = stages[0].steps
+    heights = [[v if v == v else 0.0 for v in s.values] for s in stages]
+    labels = [s.label for s in stages]
+    if len(steps) > BAR_STEPS:
+        ax.stackplot(steps, heights, labels=labels)
+        return _finish(fig, ax, outside=True)
+    bottom = [0.0] * len(steps)
+    gaps = [b - a for a, b in pairwise(steps)]
+    width = 0.8 * min(gaps, default=1)
+    for label, values in zip(labels, heights, strict=True):
+        ax.bar(steps, values, width=width, bottom=bottom, label=label)
+        bottom = [b + h for b, h in zip(bottom, values, strict=True)]
+    return _finish(fig, ax, outside=True)
 
 
 def save_png(fig: Figure, path: Path) -> Path:

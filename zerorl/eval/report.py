@@ -99,9 +99,13 @@ def figures(data: RunData) -> dict[str, Figure]:
             "tokens",
             [series(data.reflection, REFLECTION_LENGTH, "correct responses that reflect")],
             marks,
+            empty="no correct response contains a reflection pattern yet"
+            if data.reflection
+            else "no rollouts and no reflection/* metrics in this run",
         ),
         "eval": eval_figure(
-            [series(rows, k, k.removeprefix("eval/").replace("/", " ")) for k in eval_keys(rows)]
+            [series(rows, k, k.removeprefix("eval/").replace("/", " ")) for k in eval_keys(rows)],
+            marks,
         ),
         "time": time_figure(
             [series(steps_rows, k, k.removeprefix("time/")) for k in stage_keys(steps_rows)]

@@ -3,10 +3,10 @@
 Contract (docs/reward.md, "Extraction"):
 
 - A block starts at ``<answer>`` and ends at the first ``</answer>`` (or the next ``<answer>``)
-  after it. A final block that is never closed runs to the end of the text: ORZ generation stops *at* ``</answer>`` and
-  keeps it, so a finished response normally ends with one, but a response that ends by EOS (or
-  by another stop string) right after its box is still read. Truncated responses never score,
-  whatever extraction returns (``finished=False``).
+  after it. A final block that is never closed runs to the end of the text: ORZ generation
+  stops *at* ``</answer>`` and keeps it, so a finished response normally ends with one, but a
+  response that ends by EOS (or by another stop string) right after its box is still read.
+  Truncated responses never score, whatever extraction returns (``finished=False``).
 - The blocks are searched from the last to the first; the first one (from the end) that holds a
   balanced ``\\boxed{...}`` is the answer block. Boxes outside it (in the reasoning, in earlier
   blocks, after the final ``</answer>``) are ignored.

@@ -29,7 +29,9 @@ def _equivalent(truth: str, rng: random.Random) -> str:
     frac = _FRAC_RE.fullmatch(truth)
     if frac:
         a, b = frac.groups()
-        return rng.choice([f"{a}/{b}", f"\\dfrac{{{a}}}{{{b}}}", f"\\frac{{{2 * int(a)}}}{{{2 * int(b)}}}"])
+        return rng.choice(
+            [f"{a}/{b}", f"\\dfrac{{{a}}}{{{b}}}", f"\\frac{{{2 * int(a)}}}{{{2 * int(b)}}}"]
+        )
     if "\\circ" in truth:
         return truth.replace("^\\circ", "").replace("^{\\circ}", "")
     if truth.startswith("\\text{") and truth.endswith("}"):
@@ -95,7 +97,7 @@ def _towers(rng: random.Random) -> list[str]:
         f"\\frac{{1}}{{{b}^{{{b}^{{{b}}}}}}}",
         f"\\sum_{{n=1}}^{{10^{{{rng.randint(6, 12)}}}}} n^n",
         f"\\prod_{{k=1}}^{{{big}}} k",
-        f"\\int_0^{{10^{{9}}}} e^{{x^2}} dx",
+        "\\int_0^{10^{9}} e^{x^2} dx",
         f"(x+1)^{{{big}}}",
         f"\\binom{{10^{{{rng.randint(6, 12)}}}}}{{{big}}}",
         f"e^{{e^{{e^{{e^{{{b}}}}}}}}}",

@@ -11,6 +11,7 @@ error the same way. So no answer can hold a batch up for longer than its own lim
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -25,7 +26,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from zerorl.reward.judge import plan
+from zerorl.reward.judge import Plan, plan
 from zerorl.reward.rules import DEFAULT_MAX_ANSWER_CHARS
 
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
@@ -98,15 +99,11 @@ class _Worker:
 
     def kill(self) -> None:
         """SIGKILL the worker's process group and reap it; idempotent."""
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
         for stream in (self.proc.stdin, self.proc.stdout):
-            try:
+            with contextlib.suppress(OSError):
                 stream.close()
-            except OSError:
-                pass
         self.proc.wait()
 
 
@@ -121,7 +118,9 @@ class RewardPool:
 
     ``timeout_s`` is the hard wall-clock limit per verified answer, ``memory_mb`` the address-space
     limit per worker (None: no limit), ``max_answer_chars`` the longest box content that is
-    verified (longer ones score 0). Workers start in the background at construction; the first
+    verified (longer ones score 0). ``spare_workers`` idle, already started workers stand by so
+    that a killed worker is replaced at once rather than after an interpreter start-up; at most
+    ``num_workers`` verify at a time. Workers start in the background at construction; the first
     ``score`` waits for them. Reuse one pool across steps; ``close()`` (or leaving the ``with``
     block) kills every worker. Calls are serialised by a lock.
     """
@@ -132,9 +131,10 @@ class RewardPool:
         timeout_s: float = 5.0,
         memory_mb: int | None = 2048,
         max_answer_chars: int = DEFAULT_MAX_ANSWER_CHARS,
+        spare_workers: int = 1,
     ) -> None:
-        if num_workers < 1 or timeout_s <= 0:
-            raise ValueError("RewardPool needs num_workers >= 1 and timeout_s > 0")
+        if num_workers < 1 or spare_workers < 0 or timeout_s <= 0:
+            raise ValueError("RewardPool needs num_workers >= 1, spare_workers >= 0, timeout_s > 0")
         self.num_workers = num_workers
         self.timeout_s = float(timeout_s)
         self.memory_mb = memory_mb
@@ -157,7 +157,7 @@ class RewardPool:
         self._startup_failures = 0
         self._closed = False
         self._finalizer = weakref.finalize(self, _kill_all, self._workers)
-        for _ in range(num_workers):
+        for _ in range(num_workers + spare_workers):
             self._spawn()
 
     def __enter__(self) -> RewardPool:
@@ -188,7 +188,7 @@ class RewardPool:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
-                self._poll([], left)
+                self._poll(None, left)
             return True
 
     def _spawn(self) -> None:
@@ -224,7 +224,7 @@ class RewardPool:
             if self._closed:
                 raise RuntimeError("RewardPool is closed")
             plans = [
-                plan(r, t, bool(f), self.max_answer_chars)
+                self._plan(r, t, f)
                 for r, t, f in zip(responses, ground_truths, finished, strict=True)
             ]
             uids: dict[tuple[str, str], int] = {}  # identical units are verified once
@@ -244,6 +244,13 @@ class RewardPool:
             result.errors += reason == "error"
         return result
 
+    def _plan(self, response: str, truth: str, finished: bool) -> Plan:
+        """The rules for one response; a malformed input (not a string) scores 0 as an error."""
+        try:
+            return plan(response, truth, bool(finished), self.max_answer_chars)
+        except Exception:
+            return Plan(None, 0.0, "error")
+
     def verify_raw(self, answers: list[str], truths: list[str]) -> tuple[list[str], float]:
         """Verdicts (``1 0 r t e``) for raw (answer, truth) pairs, bypassing every rule.
 
@@ -259,9 +266,14 @@ class RewardPool:
 
     def _dispatch(self, run: _Run) -> None:
         """Verify every unit of ``run``, keeping each worker fed with one chunk at a time."""
+        for worker in list(self._workers):
+            if worker.pending:  # left over from a call that was interrupted (KeyboardInterrupt)
+                self._lost(worker, None, "e")
         while run.remaining:
+            busy = sum(1 for worker in self._workers if worker.pending)
             for worker in list(self._workers):
-                if worker.ready and not worker.pending and run.queue:
+                if busy < self.num_workers and worker.ready and not worker.pending and run.queue:
+                    busy += 1
                     size = math.ceil(len(run.queue) / (2 * self.num_workers))
                     chunk = [run.units[run.queue.popleft()] for _ in range(min(size, _MAX_CHUNK))]
                     if not worker.send(chunk):
@@ -316,7 +328,7 @@ class RewardPool:
         return True
 
     def _lost(self, worker: _Worker, run: _Run | None, verdict: str) -> None:
-        """Replace ``worker``: its current unit gets ``verdict``, the rest of its chunk is queued."""
+        """Replace ``worker``; its current unit gets ``verdict``, the rest of its chunk waits."""
         if worker.pending and run is not None:
             run.record(worker.pending.popleft(), verdict, time.monotonic() - worker.started)
             run.queue.extendleft(reversed(worker.pending))

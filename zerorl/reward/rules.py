@@ -34,11 +34,18 @@ _MATRIX_OPERATOR_RE = re.compile(
     r"|trace|tr)\s*\}"
 )
 _CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-_REPEAT_RE = re.compile(r"(.{1,%d}?)\1{%d,}" % (REPEAT_UNIT, REPEAT_TIMES - 1), re.DOTALL)
+_REPEAT_RE = re.compile(rf"(.{{1,{REPEAT_UNIT}}}?)\1{{{REPEAT_TIMES - 1},}}", re.DOTALL)
 
-# Normalisation: spacing commands and sizing that never change a value.
-_NOISE_RE = re.compile(r"\\left(?![a-zA-Z])|\\right(?![a-zA-Z])|\\[!,;: ]|\\displaystyle|~")
-_FRAC_RE = re.compile(r"\\[dt]frac(?![a-zA-Z])")
+# Normalisation mirrors math-verify's own LaTeX clean-up (latex2sympy2_extended's
+# normalize_latex) and nothing more: \left/\right before a delimiter, \! with its spaces,
+# \displaystyle, and \dfrac/\tfrac/\cfrac -> \frac. Other spacing commands (\, \; ~) stay.
+_DELIMITERS = (
+    r"\\\{|\{|\\\||\||\[|\(|\\rbracl|\\lgroup|\\lbrace|\\lbrack|\\vert|\\lvert|\\lceil"
+    r"|\\lfloor|\\langle|\\llcorner|\\ulcorner|\\\}|\}|\]|\)|\\rbrack|\\rgroup|\\rbrace|\\rvert"
+    r"|\\rceil|\\rfloor|\\rangle|\\lrcorner|\\urcorner"
+)
+_NOISE_RE = re.compile(rf"\\m?(?:left|right)(?=(?:{_DELIMITERS}))|\\!\s*|\\displaystyle")
+_FRAC_RE = re.compile(r"\\[dtc]frac(?![a-zA-Z])")
 _SPACE_RE = re.compile(r"\s+")
 _DOLLARS_RE = re.compile(r"^\$+(.*?)\$+$", re.DOTALL)
 _BOXED_TRUTH_RE = re.compile(r"^\\boxed\s*\{(.*)\}$", re.DOTALL)
@@ -55,21 +62,28 @@ _LETTER_EQUALS_RE = re.compile(r"[a-zA-Z]=(.+)")
 
 
 def _space(match: re.Match) -> str:
-    """One space between two letters or digits, nothing elsewhere."""
+    """One space between two letters or digits, or after a comma before one; nothing elsewhere.
+
+    math-verify reads ``1 5`` as 1*5 and ``58, 500`` as the pair {58, 500} (``58,500`` is
+    58500), so those spaces carry meaning.
+    """
     text, i, j = match.string, match.start(), match.end()
-    return " " if 0 < i and j < len(text) and text[i - 1].isalnum() and text[j].isalnum() else ""
+    if (
+        i > 0
+        and j < len(text)
+        and text[j].isalnum()
+        and (text[i - 1].isalnum() or text[i - 1] == ",")
+    ):
+        return " "
+    return ""
 
 
 def normalize(text: str) -> str:
-    """Canonical spelling used for exact matching: no spacing commands, no \\left/\\right,
-    \\dfrac -> \\frac, no whitespace except one space between two letters or digits (``1 5`` is
-    1*5 and ``\\cdot x`` is not ``\\cdotx``), no brace group around the whole text (``{5}``)."""
-    text = _NOISE_RE.sub(" ", text)
+    """Canonical spelling used for exact matching: math-verify's clean-up (see _NOISE_RE) and
+    whitespace only where it carries meaning (see _space; ``\\cdot x`` is not ``\\cdotx``)."""
+    text = _NOISE_RE.sub("", text)
     text = _FRAC_RE.sub(r"\\frac", text)
-    text = _SPACE_RE.sub(_space, text)
-    while text.startswith("{") and brace_pairs(text).get(0) == len(text) - 1:
-        text = text[1:-1].strip()
-    return text
+    return _SPACE_RE.sub(_space, text)
 
 
 def prepare_truth(truth: str) -> str:
@@ -95,10 +109,7 @@ def _max_nesting(text: str) -> int:
 
 def _is_repetitive(text: str) -> bool:
     """A non-digit unit repeated REPEAT_TIMES times in a row (digit runs like 1000000 are fine)."""
-    for match in _REPEAT_RE.finditer(text):
-        if not match.group(1).isdigit():
-            return True
-    return False
+    return any(not match.group(1).isdigit() for match in _REPEAT_RE.finditer(text))
 
 
 def reject_reason(answer: str, truth: str, max_chars: int) -> str | None:
@@ -127,7 +138,10 @@ def reject_reason(answer: str, truth: str, max_chars: int) -> str | None:
 
 
 def _plain_number(text: str) -> tuple[Fraction, bool] | None:
-    """(value, has_decimal_point) if ``text`` is a plain number of the fast-path grammar."""
+    """(value, has_decimal_point) if ``text`` is a plain number of the fast-path grammar,
+    possibly in braces (``{5}``)."""
+    while text.startswith("{") and brace_pairs(text).get(0) == len(text) - 1:
+        text = text[1:-1]
     match = _NUMBER_RE.fullmatch(text)
     if not match:
         return None

@@ -74,7 +74,7 @@ def _guard_sympy_parser() -> None:
 
     original = sympy_parser.parse_expr
 
-    def guarded(s, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003 - sympy signature
+    def guarded(s, *args, **kwargs):
         global violations
         if isinstance(s, str) and _UNSAFE_SOURCE_RE.search(s):
             violations += 1

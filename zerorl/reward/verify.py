@@ -42,7 +42,7 @@ _SAFE_EXPR_RE = re.compile(r"[0-9\s.+\-*/()]*")
 _original_parse_expr = _mv_parser.parse_expr
 
 
-def _guarded_parse_expr(text, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003 - sympy signature
+def _guarded_parse_expr(text, *args, **kwargs):
     """sympy's parse_expr, refusing anything but digits, whitespace and arithmetic."""
     if not isinstance(text, str) or not _SAFE_EXPR_RE.fullmatch(text):
         raise ValueError("expression refused by zerorl: only digits and operators are parsed")
@@ -65,14 +65,14 @@ _original_latex_parse = _Latex2Sympy.parse
 _two_stage = True
 
 
-def _create_parser(self: _Latex2Sympy, latex_str: str):  # noqa: ANN202 - ANTLR parser
+def _create_parser(self: _Latex2Sympy, latex_str: str):
     parser = _original_create_parser(self, latex_str)
     if getattr(self, "_zerorl_sll", False):
-        parser._interp.predictionMode = PredictionMode.SLL  # noqa: SLF001
+        parser._interp.predictionMode = PredictionMode.SLL
     return parser
 
 
-def _latex_parse(self: _Latex2Sympy, latex_str: str):  # noqa: ANN202 - a sympy object
+def _latex_parse(self: _Latex2Sympy, latex_str: str):
     if not _two_stage:
         return _original_latex_parse(self, latex_str)
     self._zerorl_sll = True
@@ -156,7 +156,7 @@ def log10_bound(expr: object) -> float:
     if isinstance(expr, sympy.Rational):
         return max(_int_log10(expr.p), _int_log10(expr.q))
     if isinstance(expr, sympy.Float):
-        _, _, exponent, bits = expr._mpf_  # noqa: SLF001 - the binary exponent, without evalf
+        _, _, exponent, bits = expr._mpf_  # the binary exponent, without evalf
         return abs(exponent + bits) * _LOG10_2
     if isinstance(expr, sympy.MatrixBase):
         return max((log10_bound(item) for item in expr), default=1.0)

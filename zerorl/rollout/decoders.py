@@ -23,6 +23,9 @@ from torch import Tensor
 from transformers import DynamicCache, PreTrainedModel
 
 NATIVE_TYPES = ("llama", "qwen2", "qwen3")
+# Generated-token cache growth step: attention reads the whole cache (unwritten tail masked), so
+# a small step wastes little; each growth copies the cache, so not too small either.
+GROW = 32
 
 
 class Decoder(Protocol):
@@ -164,8 +167,7 @@ class NativeDecoder:
         self.rotary = base.rotary_emb
         self.cos = self.sin = torch.empty(0)
 
-    def prefill(self, ids: Tensor, mask: Tensor, row_group: Tensor, capacity: int = 256) -> Tensor:
-        """As ``Decoder.prefill``; ``capacity`` is the first size of the generated-token cache."""
+    def prefill(self, ids: Tensor, mask: Tensor, row_group: Tensor) -> Tensor:
         logits, cache = hf_prefill(self.model, ids, mask)
         self.kp = [layer.keys.transpose(-1, -2).contiguous() for layer in cache.layers]
         self.vp = [layer.values for layer in cache.layers]
@@ -178,9 +180,10 @@ class NativeDecoder:
         self._set_rows(row_group, row_group * self.S + within, len(ids))
         self.pos = mask.sum(-1)[row_group]
         self.t = 0
-        shape = (len(row_group), self.nkv, capacity, self.hd)
-        self.ks = [self.kp[0].new_empty(shape) for _ in self.layers]
-        self.vs = [self.kp[0].new_empty(shape) for _ in self.layers]
+        shape = (len(row_group), self.nkv, 0, self.hd)
+        self.ks = [self.kp[0].new_zeros(shape) for _ in self.layers]
+        self.vs = [self.kp[0].new_zeros(shape) for _ in self.layers]
+        self.own_bias = self.kp[0].new_zeros(0)
         return logits[row_group]
 
     def _set_rows(self, row_group: Tensor, slot: Tensor, n_groups: int) -> None:
@@ -204,6 +207,7 @@ class NativeDecoder:
     def step(self, tokens: Tensor) -> Tensor:
         if self.t == self.ks[0].shape[2]:
             self._grow()
+        self.own_bias[self.t] = 0.0
         cos, sin = self._rope(self.pos)
         x = F.embedding(tokens, self.embed)
         for i, layer in enumerate(self.layers):
@@ -226,13 +230,15 @@ class NativeDecoder:
         self.ks[i][:, :, t] = k
         self.vs[i][:, :, t] = qkv[:, (nq + nkv) * D :].view(B, nkv, D)
         q = q * self.scale
-        keys, values = self.ks[i][:, :, : t + 1], self.vs[i][:, :, : t + 1]
+        # The whole (contiguous) generated-token cache, its unwritten tail masked: slicing it to
+        # t + 1 would make every matmul copy it first, which costs more than the masked tail.
+        keys, values, cap = self.ks[i], self.vs[i], self.ks[i].shape[2]
         prompt_scores = self._from_grid(self._to_grid(q) @ self.kp[i]) + self.bias
-        own_scores = (q.view(B, nkv, self.rep, D) @ keys.transpose(-1, -2)).view(B, nq, t + 1)
-        p = torch.cat([prompt_scores, own_scores], dim=-1).softmax(dim=-1)
+        own_scores = (q.view(B, nkv, self.rep, D) @ keys.transpose(-1, -2)).view(B, nq, cap)
+        p = torch.cat([prompt_scores, own_scores + self.own_bias], dim=-1).softmax(dim=-1)
         W = prompt_scores.shape[-1]
         out = self._from_grid(self._to_grid(p[..., :W]) @ self.vp[i])
-        out = out + (p[..., W:].reshape(B, nkv, self.rep, t + 1) @ values).view(B, nq, D)
+        out = out + (p[..., W:].reshape(B, nkv, self.rep, cap) @ values).view(B, nq, D)
         return F.linear(out.view(B, nq * D), layer.wo, layer.bo)
 
     def _to_grid(self, x: Tensor) -> Tensor:
@@ -249,12 +255,14 @@ class NativeDecoder:
         return y if self.dense else y[self.slot]
 
     def _grow(self) -> None:
-        """Double the generated-token cache (amortised O(1) per step)."""
+        """Extend the generated-token cache by ``GROW`` zeroed, masked positions."""
         for cache in (self.ks, self.vs):
             for i, old in enumerate(cache):
-                new = old.new_empty((*old.shape[:2], 2 * old.shape[2], old.shape[3]))
+                new = old.new_zeros((*old.shape[:2], old.shape[2] + GROW, old.shape[3]))
                 new[:, :, : old.shape[2]] = old
                 cache[i] = new
+        tail = self.own_bias.new_full((GROW,), float("-inf"))
+        self.own_bias = torch.cat([self.own_bias, tail])
 
     def _rope(self, pos: Tensor) -> tuple[Tensor, Tensor]:
         """Per-row cos/sin (B, 1, D) from a table computed by the model's own rotary module."""

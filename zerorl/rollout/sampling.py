@@ -38,7 +38,9 @@ class Sampler:
         if self.temperature == 0:
             tokens = logits.argmax(dim=-1)
         else:
-            scaled = logp if self.temperature == 1 else torch.log_softmax(logits / self.temperature, -1)
+            scaled = (
+                logp if self.temperature == 1 else torch.log_softmax(logits / self.temperature, -1)
+            )
             if self.top_p < 1:
                 scaled = _nucleus(scaled, self.top_p)
             # argmax(log p - log E), E ~ Exp(1), is an exact draw from p (exponential race).
@@ -87,16 +89,19 @@ class StopDetector:
         # Every token decodes to >= 1 byte or is skipped; a stop of k bytes spans <= k + 1 tokens.
         self.window = max((len(s.encode()) + 1 for s in self.stops), default=0)
 
-    def __call__(self, tokens: torch.Tensor, history: torch.Tensor, t: int) -> torch.Tensor:
-        """Rows (B,) that end at step ``t``; ``history`` (B, >t) holds their tokens so far."""
+    def __call__(
+        self, tokens: torch.Tensor, history: torch.Tensor, rows: torch.Tensor, t: int
+    ) -> torch.Tensor:
+        """Which rows (B,) end with their step-``t`` token ``tokens``; row b's tokens so far are
+        ``history[rows[b], : t + 1]``."""
         done = self.is_eos[tokens]
         if not self.stops:
             return done
         maybe = self.candidate[tokens] & ~done
-        for row in maybe.nonzero().flatten().tolist():
-            text = self.decode(history[row, max(0, t + 1 - self.window) : t + 1].tolist())
-            if any(s in text for s in self.stops):
-                done[row] = True
+        for b in maybe.nonzero().flatten().tolist():
+            tail = history[int(rows[b]), max(0, t + 1 - self.window) : t + 1].tolist()
+            if any(s in self.decode(tail) for s in self.stops):
+                done[b] = True
         return done
 
 

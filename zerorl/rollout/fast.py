@@ -1,0 +1,243 @@
+"""A fast CPU rollout engine: prompt-shared prefill, fused decoding, rows leave when they finish.
+
+Same interface and outputs as ``HFEngine`` (``zerorl.rollout.base.RolloutEngine``), plus:
+``temperature == 0`` is greedy (token-for-token what ``generate(do_sample=False)`` returns), and
+every completion carries ``logprobs``: the model's log-probabilities of its tokens, taken from the
+very logits it was sampled from, so PPO can skip a forward pass when they equal the policy's
+(same weights, temperature 1, top-p 1). How each part earns its place: ``docs/performance.md``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+import torch
+from torch import Tensor
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from zerorl.rollout.base import trim_at_stop
+from zerorl.rollout.decoders import (
+    Decoder,
+    HFForwardDecoder,
+    NativeDecoder,
+    native_unsupported,
+)
+from zerorl.rollout.sampling import Sampler, StopDetector, token_texts
+from zerorl.types import Completion, SamplingParams
+
+if TYPE_CHECKING:
+    from zerorl.workers import PolicyWorker
+
+log = logging.getLogger(__name__)
+Backend = Literal["auto", "native", "hf"]
+
+
+@dataclass
+class _Chunk:
+    """Up to ``batch_size`` rows: ``groups`` distinct prompts, ``row_group`` (B,) maps rows."""
+
+    groups: list[list[int]]
+    row_group: Tensor
+    pairs: list[tuple[int, int]]
+
+
+class FastEngine:
+    """Batched sampling over (prompt, sample) pairs, ``batch_size`` rows at a time.
+
+    ``backend``: ``native`` (Llama/Qwen2/Qwen3: fused projections, prompt KV shared by the ``n``
+    samples of a prompt), ``hf`` (the model's own forward with a pruned ``DynamicCache``: any
+    causal LM), ``auto`` (native when supported, else hf with a log message).
+    Finished rows leave the batch once ``compact_fraction`` of it is finished.
+    ``min_new_tokens`` suppresses EOS and stop strings before that many tokens (benchmarks use it
+    to generate fixed lengths, like ``generate(min_new_tokens=...)``).
+    """
+
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        batch_size: int = 256,
+        backend: Backend = "auto",
+        compact_fraction: float = 0.125,
+        min_new_tokens: int = 0,
+    ) -> None:
+        reason = native_unsupported(model)
+        if backend == "native" and reason:
+            raise ValueError(f"backend='native' cannot run this model: {reason}")
+        if backend == "auto" and reason:
+            log.info("FastEngine: native decoder unavailable (%s); using the HF forward", reason)
+        self.backend: Backend = "native" if backend == "native" or not reason else "hf"
+        self.model = model
+        self.tokenizer = tokenizer
+        self.batch_size = batch_size
+        self.compact_fraction = compact_fraction
+        self.min_new_tokens = min_new_tokens
+        eos = model.generation_config.eos_token_id
+        eos = eos if isinstance(eos, list) else [eos]
+        self.eos_ids = {int(e) for e in [*eos, tokenizer.eos_token_id] if e is not None}
+        self.vocab_size = model.get_output_embeddings().weight.shape[0]
+        self._texts: list[str] | None = None
+
+    def encode(self, prompts: list[str]) -> list[list[int]]:
+        """Prompt token ids, with no special tokens added (the ORZ template has no BOS)."""
+        ids = [self.tokenizer.encode(p, add_special_tokens=False) for p in prompts]
+        if any(not x for x in ids):
+            raise ValueError("empty prompt: every prompt needs at least one token")
+        return ids
+
+    def generate(self, prompts: list[str], params: SamplingParams) -> list[list[Completion]]:
+        """``params.n`` completions per prompt, in prompt order (see ``RolloutEngine``)."""
+        prompt_ids = self.encode(prompts)
+        out: list[list[Completion | None]] = [[None] * params.n for _ in prompts]
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.inference_mode():
+                sampler = Sampler(params)
+                stopper = self._stopper(params)
+                decoder = self._decoder()
+                for chunk in self._chunks(prompt_ids, params.n):
+                    results = self._run_chunk(decoder, chunk, prompt_ids, params, sampler, stopper)
+                    for (i, s), completion in zip(chunk.pairs, results):
+                        out[i][s] = completion
+        finally:
+            self.model.train(was_training)
+        return out  # type: ignore[return-value]
+
+    def _decoder(self) -> Decoder:
+        # Built per call: the native decoder copies fused weights, which training changes.
+        if self.backend == "native":
+            return NativeDecoder(self.model)
+        return HFForwardDecoder(self.model)
+
+    def _stopper(self, params: SamplingParams) -> StopDetector:
+        if params.stop and self._texts is None:
+            self._texts = token_texts(self.tokenizer, self.vocab_size)
+        return StopDetector(
+            self._decode, self._texts or [], self.eos_ids, params.stop, self.vocab_size
+        )
+
+    def _chunks(self, prompt_ids: list[list[int]], n: int) -> list[_Chunk]:
+        """Pairs sorted by prompt length (less padding), samples of a prompt kept together."""
+        pairs = [(i, s) for i in range(len(prompt_ids)) for s in range(n)]
+        pairs.sort(key=lambda p: (len(prompt_ids[p[0]]), p))
+        chunks = []
+        for start in range(0, len(pairs), self.batch_size):
+            part = pairs[start : start + self.batch_size]
+            order = list(dict.fromkeys(i for i, _ in part))
+            index = {i: g for g, i in enumerate(order)}
+            row_group = torch.tensor([index[i] for i, _ in part])
+            chunks.append(_Chunk([prompt_ids[i] for i in order], row_group, part))
+        return chunks
+
+    def _run_chunk(
+        self,
+        decoder: Decoder,
+        chunk: _Chunk,
+        prompt_ids: list[list[int]],
+        params: SamplingParams,
+        sampler: Sampler,
+        stopper: StopDetector,
+    ) -> list[Completion]:
+        ids, mask = self._left_pad(chunk.groups)
+        B, T = len(chunk.pairs), params.max_new_tokens
+        tokens = torch.zeros(B, T, dtype=torch.long)
+        logps = torch.zeros(B, T)
+        ends = self._decode_loop(
+            decoder, ids, mask, chunk.row_group, T, sampler, stopper, tokens, logps
+        )
+        results = []
+        for b, (i, _) in enumerate(chunk.pairs):
+            results.append(self._completion(i, prompt_ids[i], tokens[b], logps[b], ends[b], params))
+        return results
+
+    def _decode_loop(
+        self,
+        decoder: Decoder,
+        ids: Tensor,
+        mask: Tensor,
+        row_group: Tensor,
+        max_new: int,
+        sampler: Sampler,
+        stopper: StopDetector,
+        tokens: Tensor,
+        logps: Tensor,
+    ) -> list[int]:
+        """Fill ``tokens``/``logps`` (B, max_new) in place; return each row's length (stop kept).
+
+        ``rows`` maps the decoder's current rows to chunk rows; finished rows keep being decoded
+        (their extra tokens are ignored) until enough of them have finished to pay for a compaction.
+        """
+        ends = [max_new] * len(row_group)
+        logits = decoder.prefill(ids, mask, row_group)
+        rows = torch.arange(len(row_group))
+        alive = torch.ones(len(rows), dtype=torch.bool)
+        dead = 0
+        for t in range(max_new):
+            tok, lp = sampler(logits)
+            tokens[rows, t] = tok
+            logps[rows, t] = lp
+            if t + 1 >= self.min_new_tokens:
+                done = stopper(tok, tokens, rows, t) & alive
+                if done.any():
+                    finished = done.nonzero().flatten()
+                    for r in rows[finished].tolist():
+                        ends[r] = t + 1
+                    alive[finished] = False
+                    dead += len(finished)
+                    if dead == len(rows):
+                        break
+                    if dead >= max(1.0, self.compact_fraction * len(rows)):
+                        keep = alive.nonzero().flatten()
+                        decoder.keep(keep)
+                        rows, tok, alive, dead = rows[keep], tok[keep], alive[keep], 0
+            if t + 1 < max_new:
+                logits = decoder.step(tok)
+        return ends
+
+    def _completion(
+        self,
+        prompt_index: int,
+        prompt: list[int],
+        tokens: Tensor,
+        logps: Tensor,
+        end: int,
+        params: SamplingParams,
+    ) -> Completion:
+        raw = tokens[:end].tolist()
+        if self.min_new_tokens:  # fixed-length benchmark runs: keep every generated token
+            kept, stopped = raw, end < params.max_new_tokens
+        else:  # the loop already ended each row at its first EOS/stop; this only re-checks
+            kept, stopped = trim_at_stop(raw, self.eos_ids, params.stop, self._decode)
+        return Completion(
+            prompt_index=prompt_index,
+            prompt_ids=prompt,
+            token_ids=kept,
+            text=self._decode(kept),
+            finish_reason="stop" if stopped else "length",
+            logprobs=logps[: len(kept)].tolist(),
+        )
+
+    def _left_pad(self, groups: list[list[int]]) -> tuple[Tensor, Tensor]:
+        pad = self.tokenizer.pad_token_id
+        pad = pad if pad is not None else min(self.eos_ids, default=0)
+        width = max(len(x) for x in groups)
+        ids = torch.tensor([[pad] * (width - len(x)) + x for x in groups])
+        mask = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in groups])
+        return ids.to(self.model.device), mask.to(self.model.device)
+
+    def _decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=True)
+
+    def sync_weights(self, policy: PolicyWorker) -> None:
+        """Load the policy worker's weights, unless the engine samples from that very module."""
+        if policy.model is not self.model:
+            self.model.load_state_dict(policy.model.state_dict())
+
+    def sleep(self) -> None:
+        """Nothing to free: caches live only inside ``generate``."""
+
+    def wake(self) -> None:
+        """Nothing to restore."""
