@@ -403,10 +403,11 @@ def print_result(result: dict[str, Any]) -> None:
     semantic = [s for s in result["stages"] if s["name"] == "semantic_dedup"]
     if semantic and result["encoder_items_per_second"]:
         rate, encoded = result["encoder_items_per_second"], semantic[0]["stats"]["n_encoded"]
+        n_in = semantic[0]["n_in"]
         console.print(
-            f"embeddings: {encoded} of {semantic[0]['n_in']} prompts share an answer and were "
-            f"encoded; encoder {rate:.0f} texts/s, so encoding all {semantic[0]['n_in']} "
-            f"(--no-semantic-same-answer) would take about {semantic[0]['n_in'] / rate:.0f} s"
+            f"embeddings: {encoded} of {n_in} prompts share answer and numbers with another and "
+            f"were encoded; encoder {rate:.0f} texts/s, so encoding all {n_in} (no guards) would "
+            f"take about {n_in / rate:.0f} s"
         )
 
 

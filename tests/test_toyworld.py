@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import warnings
 from dataclasses import replace
 from pathlib import Path
 
@@ -20,12 +21,10 @@ TINY = replace(
     num_layers=1,
     num_heads=2,
     intermediate_size=64,
-    steps=4,
+    steps=3,
     batch_size=8,
     warmup_steps=2,
-    check_from=2,
-    check_every=1,
-    anneal_steps=1,
+    retries=0,
 )
 
 
@@ -121,8 +120,7 @@ def test_tiny_build_is_loadable_and_cached(tiny_dir: Path) -> None:
     assert tw.ensure_base_model(tiny_dir.parent, seed=0, progress=False, settings=TINY) == tiny_dir
     assert [p.name for p in tiny_dir.parent.iterdir()] == [tiny_dir.name]
     assert torch.isfinite(torch.tensor(record["final_loss"]))
-    # the untrained model never passes the worked-solution check: the cap ends the run
-    assert record["steps"] == 4 and record["worked_check_passed_at"] is None
+    assert record["worked_checks"] == []  # retries=0: no check
 
 
 def test_build_is_deterministic_and_keyed(tmp_path: Path, tiny_dir: Path) -> None:
@@ -130,11 +128,31 @@ def test_build_is_deterministic_and_keyed(tmp_path: Path, tiny_dir: Path) -> Non
     assert again.name == tiny_dir.name
     for name in ("model.safetensors", "tokenizer.json"):
         assert (again / name).read_bytes() == (tiny_dir / name).read_bytes()
-    assert TINY.digest(1) != TINY.digest(0) != replace(TINY, steps=5).digest(0)
+    assert TINY.digest(1) != TINY.digest(0) != replace(TINY, steps=4).digest(0)
+
+
+@pytest.mark.parametrize(("score", "attempts"), [(0.0, 3), (0.95, 1)])
+def test_build_restarts_while_worked_solutions_are_wrong(
+    score: float, attempts: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fresh restarts happen only while the worked-solution check misses its target."""
+    calls: list[int] = []
+
+    def fake_check(*args: object) -> float:
+        calls.append(1)
+        return score
+
+    monkeypatch.setattr(tw, "worked_accuracy", fake_check)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        record = tw.build(tmp_path, replace(TINY, retries=2), seed=0, progress=False)
+    warned = any("toy world" in str(w.message) for w in caught)
+    assert warned == (score < TINY.target_worked_accuracy)  # warned when every attempt fails
+    assert record["worked_checks"] == [score] * attempts and len(calls) == attempts
 
 
 def test_killed_build_leaves_no_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    def boom(*args: object, **kwargs: object) -> float:
+    def boom(*args: object, **kwargs: object) -> float:  # a kill in the middle of the build
         raise KeyboardInterrupt
 
     monkeypatch.setattr(tw, "pretrain", boom)
@@ -155,6 +173,8 @@ def test_default_world_accuracy_band() -> None:
     from transformers import AutoModelForCausalLM
 
     model_dir = tw.ensure_base_model(progress=False)
+    record = json.loads((model_dir / "world.json").read_text())
+    assert record["worked_checks"][-1] >= tw.DEFAULT_SETTINGS.target_worked_accuracy, record
     model = AutoModelForCausalLM.from_pretrained(model_dir)
     report = tw.evaluate(model, tw.load_tokenizer(model_dir), tw.eval_prompts(200, seed=0))
     assert 0.05 <= report.accuracy <= 0.5, report

@@ -53,6 +53,7 @@ def tiny_config(model_dir: Path, train_file: Path, *extra: str):
             "train.steps=2",
             "reward.num_workers=1",
             "optim.warmup_steps=1",
+            "train.num_threads=1",
             "optim.policy_lr=1e-3",
             "optim.critic_lr=1e-3",
             *extra,

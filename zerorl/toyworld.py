@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import random
 import re
@@ -31,7 +32,8 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+import warnings
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, NamedTuple
@@ -62,21 +64,18 @@ class WorldSettings:
     task: str = "addition"
     difficulty: int = 2  # synth addition: difficulty + 1 digits per operand
     worked_share: float = 0.3  # share of corpus responses that reason step by step
-    worked_weight: float = 1.0  # loss weight of worked-solution tokens after the first one
     corpus_size: int = 40_000
     vocab_size: int = 512
     hidden_size: int = 128
     num_layers: int = 4
     num_heads: int = 4
     intermediate_size: int = 512
-    steps: int = 1_600  # a cap: training stops once the worked solutions are reliable
+    steps: int = 1_000
     batch_size: int = 64
-    lr: float = 2e-3
+    lr: float = 3e-3
     warmup_steps: int = 50
-    check_from: int = 300  # worked-solution check: first step, period, target, then anneal
-    check_every: int = 100
-    target_worked_accuracy: float = 0.9
-    anneal_steps: int = 200
+    target_worked_accuracy: float = 0.9  # greedy, on 64 RL prompts, when made to reason
+    retries: int = 2  # fresh restarts while that target is missed (see ``build``)
 
     def digest(self, seed: int) -> str:
         """A short stable hash of the settings, the seed and ``WORLD_VERSION``."""
@@ -264,24 +263,20 @@ def model_config(settings: WorldSettings, tokenizer: Tokenizer) -> Qwen2Config:
 
 
 class _Example(NamedTuple):
-    """One pretraining row: prompt + response + EOS ids; the loss covers ``ids[start:]``, the
-    first response token (the choice to reason or not) at weight 1, the rest at ``weight``."""
+    """One pretraining row: prompt + response + EOS ids; the loss covers ``ids[start:]``."""
 
     ids: list[int]
     start: int
-    weight: float
 
 
-def _encode_pairs(
-    pairs: list[tuple[str, str]], tokenizer: Tokenizer, worked_weight: float
-) -> list[_Example]:
-    """Tokenise the corpus; worked solutions get ``worked_weight`` after their first token."""
+def _encode_pairs(pairs: list[tuple[str, str]], tokenizer: Tokenizer) -> list[_Example]:
+    """Tokenise prompt and response separately (as RL will see them), then add EOS."""
     eos_id = tokenizer.token_to_id(EOS)
     prompts = tokenizer.encode_batch([p for p, _ in pairs])
     responses = tokenizer.encode_batch([r for _, r in pairs])
     return [
-        _Example(p.ids + r.ids + [eos_id], len(p.ids), worked_weight if reasons(text) else 1.0)
-        for p, r, (_, text) in zip(prompts, responses, pairs, strict=True)
+        _Example(p.ids + r.ids + [eos_id], len(p.ids))
+        for p, r in zip(prompts, responses, strict=True)
     ]
 
 
@@ -296,8 +291,7 @@ def _rows_loss(
     attention = torch.zeros((len(rows), width), dtype=torch.long)
     for i, row in enumerate(rows):
         input_ids[i, : len(row.ids)] = torch.tensor(row.ids)
-        in_loss[i, row.start] = 1.0
-        in_loss[i, row.start + 1 : len(row.ids)] = row.weight
+        in_loss[i, row.start : len(row.ids)] = 1.0
         attention[i, : len(row.ids)] = 1
     logits = model(input_ids=input_ids, attention_mask=attention).logits[:, :-1]
     losses = torch.nn.functional.cross_entropy(
@@ -317,6 +311,17 @@ def _length_groups(rows: list[_Example]) -> list[list[_Example]]:
     return [rows[:cut], rows[cut:]]
 
 
+def _batches(examples: list[_Example], size: int, seed: int) -> Iterator[list[_Example]]:
+    """Endless batches cycling through ``examples`` in a seeded shuffled order."""
+    rng = random.Random(f"pretrain:{seed}")
+    order: list[int] = []
+    while True:
+        if len(order) < size:
+            order = list(range(len(examples)))
+            rng.shuffle(order)
+        yield [examples[order.pop()] for _ in range(size)]
+
+
 def pretrain(
     model: PreTrainedModel,
     examples: list[_Example],
@@ -325,70 +330,49 @@ def pretrain(
     seed: int,
     pad_id: int,
     progress: bool,
-    check: Callable[[], float] | None = None,
-) -> dict[str, float | int | None]:
-    """Train ``model`` in place on ``examples`` until its worked solutions are reliable.
+) -> float:
+    """Train ``model`` in place on ``examples`` for ``settings.steps``; return the last loss.
 
-    AdamW at a constant ``lr`` after a linear warm-up. From step ``check_from`` on, every
-    ``check_every`` steps, ``check()`` (worked-solution accuracy) is compared with
-    ``target_worked_accuracy``: the first pass starts ``anneal_steps`` of linear decay to a
-    tenth of ``lr``, then training stops. Why: the worked algorithm is learnt in a sudden jump
-    whose step varies a lot with the seed, so a fixed budget is either slow or sometimes
-    broken. The anneal starts anyway at ``steps - anneal_steps``, so ``steps`` is a hard cap.
-    Batches cycle through the examples in a seeded shuffled order. Returns the mean loss of the
-    last 50 steps, the steps run and the step at which the check passed (None if never).
+    AdamW, linear warm-up then cosine decay of ``lr`` to a tenth; batches cycle through the
+    examples in an order shuffled by ``seed``. With ``progress``, logs the loss and elapsed
+    time to stderr every 100 steps.
     """
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=settings.lr, betas=(0.9, 0.95), weight_decay=0.01
     )
-    anneal_from: list[int] = []  # the step the anneal started at, once it has
-
-    def lr_factor(step: int) -> float:
+    batches = _batches(examples, settings.batch_size, seed)
+    start, loss = time.monotonic(), 0.0
+    for step in range(settings.steps):
         warm = min(1.0, (step + 1) / settings.warmup_steps)
-        done = (step - anneal_from[0]) / settings.anneal_steps if anneal_from else 0.0
-        return warm * max(0.1, 1.0 - 0.9 * done)
-
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
-    rng = random.Random(f"pretrain:{seed}")
-    order: list[int] = []
-    recent: list[float] = []
-    passed_at = None
-    start = time.monotonic()
-    for step in range(1, settings.steps + 1):
-        model.train()
-        if len(order) < settings.batch_size:
-            order = list(range(len(examples)))
-            rng.shuffle(order)
-        batch = [examples[order.pop()] for _ in range(settings.batch_size)]
-        losses = [_rows_loss(model, group, pad_id) for group in _length_groups(batch)]
-        loss = sum(total for total, _ in losses) / sum(count for _, count in losses)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        scheduler.step()
-        recent = [*recent[-49:], loss.item()]
-        due = step >= settings.check_from and step % settings.check_every == 0
-        if not anneal_from and check is not None and due:
-            model.eval()
-            if check() >= settings.target_worked_accuracy:
-                passed_at = step
-                anneal_from.append(step)
-        if not anneal_from and step == settings.steps - settings.anneal_steps:
-            anneal_from.append(step)
-        if progress and (step % 100 == 0 or step == 1):
+        cosine = 0.1 + 0.45 * (1 + math.cos(math.pi * step / settings.steps))
+        for group in optimizer.param_groups:
+            group["lr"] = settings.lr * warm * cosine
+        loss = _train_step(model, optimizer, next(batches), pad_id)
+        if progress and ((step + 1) % 100 == 0 or step == 0):
             # plain lines rather than a live bar: readable in CI logs and beside the trainer's
+            elapsed = time.monotonic() - start
             print(
-                f"toy world: pretraining step {step} (at most {settings.steps})  "
-                f"loss {sum(recent) / len(recent):.3f}  {time.monotonic() - start:.0f}s"
-                + ("  annealing" if anneal_from else ""),
+                f"toy world: pretraining step {step + 1}/{settings.steps}  loss {loss:.3f}  "
+                f"{elapsed:.0f}s",
                 file=sys.stderr,
                 flush=True,
             )
-        if anneal_from and step >= anneal_from[0] + settings.anneal_steps:
-            break
     model.eval()
-    return {"final_loss": sum(recent) / len(recent), "steps": step, "passed_at": passed_at}
+    return loss
+
+
+def _train_step(
+    model: PreTrainedModel, optimizer: torch.optim.Optimizer, batch: list[_Example], pad_id: int
+) -> float:
+    """One optimiser step on a batch; returns its loss."""
+    model.train()
+    losses = [_rows_loss(model, group, pad_id) for group in _length_groups(batch)]
+    loss = sum(total for total, _ in losses) / sum(count for _, count in losses)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    optimizer.step()
+    return float(loss.item())
 
 
 # --------------------------------------------------------------------------- build and cache
@@ -445,27 +429,49 @@ def ensure_base_model(
 def build(
     out_dir: Path, settings: WorldSettings, *, seed: int, progress: bool
 ) -> dict[str, object]:
-    """Build the world's tokenizer and base model into ``out_dir``; return the build record."""
+    """Build the world's tokenizer and base model into ``out_dir``; return the build record.
+
+    Health check: the worked algorithm is learnt in a sudden jump, and with some
+    initialisations (seed 2 of the default world) one of its attention patterns never forms
+    (longer training did not help). Such a base model makes a broken world: reasoning does not
+    pay, RL has nothing to find. So while the greedy accuracy of worked solutions on 64 RL
+    prompts is under ``target_worked_accuracy``, pretraining restarts from a fresh
+    initialisation, at most ``retries`` times. Attempt 0 uses ``seed`` itself.
+    """
     from transformers import GenerationConfig, Qwen2ForCausalLM
 
     start, cpu_start = time.monotonic(), time.process_time()
     pairs = corpus(settings, seed)
     # A few thousand full examples are plenty for BPE: the template repeats in every one.
     tokenizer = build_tokenizer([p + r for p, r in pairs[:2000]], settings.vocab_size)
-    examples = _encode_pairs(pairs, tokenizer, settings.worked_weight)
-    torch.manual_seed(seed)
-    model = Qwen2ForCausalLM(model_config(settings, tokenizer))
+    examples = _encode_pairs(pairs, tokenizer)
     eos_id = tokenizer.token_to_id(EOS)
     # RL prompts, never eval ones: the held-out set stays unseen by anything in the build
-    probe = train_prompts(200, seed, settings)
+    probe = train_prompts(64, seed, settings)
     hf_tokenizer = _hf_tokenizer(tokenizer_object=tokenizer)
-
-    def check() -> float:
-        return worked_accuracy(model, hf_tokenizer, probe[:64])
-
-    run = pretrain(
-        model, examples, settings, seed=seed, pad_id=eos_id, progress=progress, check=check
-    )
+    checks: list[float] = []
+    for attempt in range(settings.retries + 1):
+        init_seed = seed + 1_000_003 * attempt
+        torch.manual_seed(init_seed)
+        model = Qwen2ForCausalLM(model_config(settings, tokenizer))
+        loss = pretrain(model, examples, settings, seed=init_seed, pad_id=eos_id, progress=progress)
+        if not settings.retries:
+            break
+        checks.append(worked_accuracy(model, hf_tokenizer, probe))
+        if checks[-1] >= settings.target_worked_accuracy:
+            break
+        if progress and attempt < settings.retries:
+            print(
+                f"toy world: worked solutions right {checks[-1]:.0%} only; restarting",
+                file=sys.stderr,
+            )
+    else:
+        if checks:
+            warnings.warn(
+                f"toy world: worked solutions right {checks[-1]:.0%} after every restart; "
+                "RL will find little to learn in this world (try another seed)",
+                stacklevel=2,
+            )
     model.generation_config = GenerationConfig(
         eos_token_id=eos_id, pad_token_id=eos_id, do_sample=True, temperature=1.0, top_k=0
     )
@@ -476,10 +482,8 @@ def build(
         "seed": seed,
         "world_version": WORLD_VERSION,
         "parameters": sum(p.numel() for p in model.parameters()),
-        "final_loss": round(float(run["final_loss"] or 0.0), 4),
-        "steps": run["steps"],
-        "worked_check_passed_at": run["passed_at"],
-        "worked_accuracy_greedy": worked_accuracy(model, hf_tokenizer, probe),
+        "final_loss": round(loss, 4),
+        "worked_checks": checks,  # one per attempt
         "build_seconds": round(time.monotonic() - start, 1),
         "build_cpu_seconds": round(time.process_time() - cpu_start, 1),  # all threads
         "torch_threads": torch.get_num_threads(),
@@ -530,37 +534,36 @@ def sample(
     temperature: float = 1.0,
     seed: int = 0,
     max_new_tokens: int = 96,
-    batch_size: int = 256,
+    prefix: str = "",
 ) -> tuple[list[str], list[int]]:
-    """Sample one response per question (ORZ prompt, pure temperature sampling, stop at EOS).
+    """One response per question after its ORZ prompt and a forced ``prefix``, stopping at EOS.
 
-    Returns the response texts (cut after the first ``</answer>``) and their token counts.
+    Pure temperature sampling (no top-k/top-p), or greedy when ``temperature`` is 0. Returns
+    the response texts (``prefix`` included, cut after the first ``</answer>``) and the counts
+    of generated tokens.
     """
     torch.manual_seed(seed)
+    if temperature > 0:
+        mode = {"do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0}
+    else:
+        mode = {"do_sample": False}
+    eos = tokenizer.eos_token_id
     texts, lengths = [], []
-    for start in range(0, len(questions), batch_size):
-        chunk = [render(q) for q in questions[start : start + batch_size]]
+    for start in range(0, len(questions), 256):
+        chunk = [render(q) + prefix for q in questions[start : start + 256]]
         enc = tokenizer(chunk, return_tensors="pt", padding=True, padding_side="left")
         out = model.generate(
-            **enc,
-            do_sample=True,
-            temperature=temperature,
-            top_k=0,
-            top_p=1.0,
-            max_new_tokens=max_new_tokens,
-            eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id,
+            **enc, **mode, max_new_tokens=max_new_tokens, eos_token_id=eos, pad_token_id=eos
         )
         for row in out[:, enc["input_ids"].shape[1] :].tolist():
-            ids = row[: row.index(tokenizer.eos_token_id)] if tokenizer.eos_token_id in row else row
-            text = tokenizer.decode(ids)
+            ids = row[: row.index(eos)] if eos in row else row
+            text = prefix + tokenizer.decode(ids)
             cut = text.find(ANSWER_STOP)
             texts.append(text if cut < 0 else text[: cut + len(ANSWER_STOP)])
             lengths.append(len(ids))
     return texts, lengths
 
 
-@torch.no_grad()
 def worked_accuracy(
     model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast, prompts: list[Prompt]
 ) -> float:
@@ -569,16 +572,9 @@ def worked_accuracy(
     The build's health check: a base model whose worked solutions are unreliable makes a world
     where reasoning does not pay, and RL has nothing to find.
     """
-    prompts_text = [render(p.question) + " " for p in prompts]
-    enc = tokenizer(prompts_text, return_tensors="pt", padding=True, padding_side="left")
-    eos = tokenizer.eos_token_id
-    out = model.generate(
-        **enc, do_sample=False, max_new_tokens=80, eos_token_id=eos, pad_token_id=eos
-    )
-    responses = tokenizer.batch_decode(
-        out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True
-    )
-    hits = [is_correct(r, p.ground_truth) for r, p in zip(responses, prompts, strict=True)]
+    questions = [p.question for p in prompts]
+    texts, _ = sample(model, tokenizer, questions, temperature=0, max_new_tokens=64, prefix=" ")
+    hits = [is_correct(t, p.ground_truth) for t, p in zip(texts, prompts, strict=True)]
     return sum(hits) / max(len(hits), 1)
 
 

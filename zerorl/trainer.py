@@ -202,9 +202,7 @@ class Trainer:
         metrics: dict[str, float] = {}
         for name, prompts in self.eval_sets.items():
             res = evaluate(name, prompts, self.roles.engine, self.roles.reward, params)
-            metrics[f"eval/{name}/avg@{e.samples}"] = res.avg_at_k
-            metrics[f"eval/{name}/response_length"] = res.mean_length
-            metrics[f"eval/{name}/truncated_frac"] = res.truncated_frac
+            metrics.update(res.metrics(prefix=f"eval/{name}/"))
         return metrics
 
     # ------------------------------------------------------------------ metrics and records

@@ -134,13 +134,9 @@ class VLLMEngine:
         self.engine_index = engine_index
         self.sleep_level = sleep_level
         self.sleep_supported = current_platform.is_sleep_mode_available()
-        kwargs: dict[str, Any] = dict(engine_kwargs or {})
-        if current_platform.is_cpu():
-            kwargs = {**_cpu_scheduler_defaults(location, max_model_len), **kwargs}
-        if kv_cache_memory_bytes is not None:
-            kwargs["kv_cache_memory_bytes"] = kv_cache_memory_bytes
-        if weight_transfer_backend is not None:
-            kwargs["weight_transfer_config"] = {"backend": weight_transfer_backend}
+        kwargs = _extra_llm_kwargs(
+            location, max_model_len, kv_cache_memory_bytes, weight_transfer_backend, engine_kwargs
+        )
         with _preserve_global_rng():
             self.llm = vllm.LLM(
                 location,
@@ -322,6 +318,26 @@ class VLLMEngine:
     def shutdown(self) -> None:
         """Stop the engine core (and its worker processes, if any)."""
         self.llm.llm_engine.engine_core.shutdown()
+
+
+def _extra_llm_kwargs(
+    location: str,
+    max_model_len: int | None,
+    kv_cache_memory_bytes: int | None,
+    weight_transfer_backend: str | None,
+    engine_kwargs: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """``LLM`` keyword arguments beyond the common ones; ``engine_kwargs`` win over defaults."""
+    from vllm.platforms import current_platform
+
+    kwargs = dict(engine_kwargs or {})
+    if current_platform.is_cpu():
+        kwargs = {**_cpu_scheduler_defaults(location, max_model_len), **kwargs}
+    if kv_cache_memory_bytes is not None:
+        kwargs["kv_cache_memory_bytes"] = kv_cache_memory_bytes
+    if weight_transfer_backend is not None:
+        kwargs["weight_transfer_config"] = {"backend": weight_transfer_backend}
+    return kwargs
 
 
 def _cpu_scheduler_defaults(location: str, max_model_len: int | None) -> dict[str, Any]:
