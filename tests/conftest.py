@@ -23,16 +23,19 @@ def char_tokenizer() -> PreTrainedTokenizerFast:
     return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<eos>", pad_token="<pad>")
 
 
-def build_tiny_model(path: Path, seed: int = 0) -> Path:
+def build_tiny_model(
+    path: Path, seed: int = 0, hidden_size: int = 32, heads: int = 4, kv_heads: int = 2
+) -> Path:
+    """A random 2-layer Qwen2 with the character tokenizer, saved as a HF model directory."""
     tokenizer = char_tokenizer()
     torch.manual_seed(seed)
     cfg = Qwen2Config(
         vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
+        hidden_size=hidden_size,
+        intermediate_size=2 * hidden_size,
         num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
+        num_attention_heads=heads,
+        num_key_value_heads=kv_heads,
         max_position_embeddings=1024,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,

@@ -17,6 +17,7 @@ from transformers import (
 
 from zerorl.core.logprobs import token_logprobs
 from zerorl.models import load_policy, load_tokenizer
+from zerorl.rollout import decoders
 from zerorl.rollout.fast import FastEngine
 from zerorl.types import SamplingParams
 
@@ -53,9 +54,12 @@ def hf_greedy(model, tok, prompt: str, max_new: int) -> list[int]:
     return out[: out.index(tok.eos_token_id) + 1] if tok.eos_token_id in out else out
 
 
-@pytest.mark.parametrize("backend", ["native", "hf"])
-def test_greedy_equals_hf_generate(qwen2, backend):
+@pytest.mark.parametrize("backend", ["native", "native-shared", "hf"])
+def test_greedy_equals_hf_generate(qwen2, backend, monkeypatch):
     model, tok = qwen2
+    if backend == "native-shared":  # prompt KV shared by the rows of a group, not copied
+        monkeypatch.setattr(decoders, "SHARE_MIN_WIDTH", 1)
+        backend = "native"
     engine = FastEngine(model, tok, batch_size=5, backend=backend, compact_fraction=0.01)
     out = engine.generate(PROMPTS, SamplingParams(n=3, temperature=0, max_new_tokens=24))
     for prompt, completions in zip(PROMPTS, out):
@@ -108,7 +112,9 @@ def test_first_token_frequencies_follow_the_softmax(qwen2):
         assert float(stat) < bound, (temperature, float(stat), bound)
 
 
-def test_logprobs_match_a_forward_pass(qwen2):
+@pytest.mark.parametrize("share_min_width", [1, 10**6])
+def test_logprobs_match_a_forward_pass(qwen2, share_min_width, monkeypatch):
+    monkeypatch.setattr(decoders, "SHARE_MIN_WIDTH", share_min_width)
     model, tok = qwen2
     engine = FastEngine(model, tok, batch_size=8, compact_fraction=0.01)
     out = engine.generate(PROMPTS[:2], SamplingParams(n=2, max_new_tokens=20, seed=4))
@@ -135,7 +141,9 @@ def test_same_seed_same_samples_and_global_rng_untouched(qwen2):
     assert len(set(map(tuple, ids(a)))) > 1, "the n samples of a prompt should differ"
 
 
-def test_stop_strings_eos_and_finish_reasons(qwen2):
+@pytest.mark.parametrize("share_min_width", [1, 10**6])
+def test_stop_strings_eos_and_finish_reasons(qwen2, share_min_width, monkeypatch):
+    monkeypatch.setattr(decoders, "SHARE_MIN_WIDTH", share_min_width)
     model, tok = qwen2
     engine = FastEngine(model, tok, batch_size=6, compact_fraction=0.01)
     stops = ("e", "ab", "xyz")

@@ -16,8 +16,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from conftest import char_tokenizer
-from transformers import Qwen2Config, Qwen2ForCausalLM
+from conftest import build_tiny_model
 
 from zerorl.models import load_policy
 from zerorl.rollout.base import trim_at_stop
@@ -34,29 +33,8 @@ ENGINE_ARGS = {"dtype": "float32", "enforce_eager": True, "kv_cache_memory_bytes
 
 
 def build_model(path: Path, seed: int) -> Path:
-    """A random 2-layer Qwen2 with head_dim 32 (vLLM's CPU attention has no head_dim 8 kernel,
-    which ``conftest.build_tiny_model`` uses) and the character tokenizer."""
-    tokenizer = char_tokenizer()
-    torch.manual_seed(seed)
-    cfg = Qwen2Config(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        max_position_embeddings=1024,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        tie_word_embeddings=True,
-    )
-    Qwen2ForCausalLM(cfg).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    config_file = path / "tokenizer_config.json"
-    tok_cfg = json.loads(config_file.read_text())
-    tok_cfg["tokenizer_class"] = "PreTrainedTokenizerFast"
-    config_file.write_text(json.dumps(tok_cfg))
-    return path
+    """head_dim 32: vLLM's CPU attention has no kernel for conftest's default head_dim 8."""
+    return build_tiny_model(path, seed, hidden_size=64, heads=2, kv_heads=1)
 
 
 @pytest.fixture(scope="module")

@@ -91,6 +91,16 @@ def test_tokenizer_round_trip_and_digits(tiny_dir: Path) -> None:
     digits = tok.convert_ids_to_tokens(tok("12345 + 67890")["input_ids"])
     assert [t for t in digits if any(c.isdigit() for c in t)] == list("1234567890")
     assert tok.eos_token == tw.EOS and tok.pad_token_id == tok.eos_token_id
+    # the saved config alone must also give the same tokenizer (zerorl.models loads it so)
+    from transformers import PreTrainedTokenizerFast
+
+    plain = PreTrainedTokenizerFast.from_pretrained(tiny_dir)
+    text = render("What is 473 + 289?") + tw.worked_response(473, 289) + "  odd \n\n space "
+    assert (
+        plain(text)["input_ids"] == tok(text)["input_ids"]
+        and plain.decode(tok(text)["input_ids"]) == text
+    )
+    assert plain.eos_token == plain.pad_token == tw.EOS
 
 
 def test_stop_strings_work_with_hf_generate(tiny_dir: Path) -> None:

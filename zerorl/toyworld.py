@@ -17,7 +17,10 @@ reward only has to learn to *choose* to reason: accuracy and response length ris
 Design notes and measured figures are in ``docs/toyworld.md``.
 
 Problems are split three ways by a hash of their text (pretraining corpus / RL training /
-held-out evaluation), so the evaluation problems are never seen before evaluation.
+held-out evaluation), so the evaluation problems are never seen before evaluation. The build
+checks that the worked solutions were learnt and restarts from a fresh initialisation if not
+(see ``build``). Entry points: ``ensure_base_model``, ``load_tokenizer``, ``train_prompts``,
+``eval_prompts``; ``evaluate`` measures a policy on the world.
 """
 
 from __future__ import annotations

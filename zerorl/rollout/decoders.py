@@ -26,6 +26,8 @@ NATIVE_TYPES = ("llama", "qwen2", "qwen3")
 # Generated-token cache growth step: attention reads the whole cache (unwritten tail masked), so
 # a small step wastes little; each growth copies the cache, so not too small either.
 GROW = 32
+# Prompts at least this long (in tokens) are shared by their rows rather than copied into each.
+SHARE_MIN_WIDTH = 32
 
 
 class Decoder(Protocol):
@@ -169,21 +171,28 @@ class NativeDecoder:
 
     def prefill(self, ids: Tensor, mask: Tensor, row_group: Tensor) -> Tensor:
         logits, cache = hf_prefill(self.model, ids, mask)
-        self.kp = [layer.keys.transpose(-1, -2).contiguous() for layer in cache.layers]
-        self.vp = [layer.values for layer in cache.layers]
-        self.group_bias = torch.zeros(ids.shape, dtype=self.kp[0].dtype)
-        self.group_bias.masked_fill_(mask == 0, float("-inf"))
+        keys = [layer.keys for layer in cache.layers]
+        values = [layer.values for layer in cache.layers]
+        pad_bias = torch.zeros(ids.shape, dtype=keys[0].dtype).masked_fill_(mask == 0, -torch.inf)
         counts = torch.bincount(row_group, minlength=len(ids))
-        first = counts.cumsum(0) - counts
         self.S = int(counts.max())
-        within = torch.arange(len(row_group)) - first[row_group]
-        self._set_rows(row_group, row_group * self.S + within, len(ids))
+        # Short prompts: copying them into every row costs less than the grid's extra ops.
+        self.shared = self.S > 1 and ids.shape[1] >= SHARE_MIN_WIDTH
+        if self.shared:
+            self.kp = [k.transpose(-1, -2).contiguous() for k in keys]
+            self.vp, self.group_bias = values, pad_bias
+            first = counts.cumsum(0) - counts
+            within = torch.arange(len(row_group)) - first[row_group]
+            self._set_rows(row_group, row_group * self.S + within, len(ids))
+            self.ks = [k.new_zeros((len(row_group), *k.shape[1:2], 0, k.shape[3])) for k in keys]
+            self.vs = [torch.zeros_like(k) for k in self.ks]
+            self.cache_bias = pad_bias.new_zeros(1, 1, 0)
+        else:
+            self.ks = [k.index_select(0, row_group) for k in keys]
+            self.vs = [v.index_select(0, row_group) for v in values]
+            self.cache_bias = pad_bias.index_select(0, row_group)[:, None]
+        self.length = self.ks[0].shape[2]  # next write position in ks/vs
         self.pos = mask.sum(-1)[row_group]
-        self.t = 0
-        shape = (len(row_group), self.nkv, 0, self.hd)
-        self.ks = [self.kp[0].new_zeros(shape) for _ in self.layers]
-        self.vs = [self.kp[0].new_zeros(shape) for _ in self.layers]
-        self.own_bias = self.kp[0].new_zeros(0)
         return logits[row_group]
 
     def _set_rows(self, row_group: Tensor, slot: Tensor, n_groups: int) -> None:
@@ -194,32 +203,35 @@ class NativeDecoder:
         self.bias = self.group_bias[row_group][:, None]  # (B, 1, W)
 
     def keep(self, rows: Tensor) -> None:
-        groups, row_group = torch.unique(self.row_group[rows], return_inverse=True)
-        if len(groups) < self.G:  # whole groups finished: drop their prompt cache too
-            self.kp = [k.index_select(0, groups) for k in self.kp]
-            self.vp = [v.index_select(0, groups) for v in self.vp]
-            self.group_bias = self.group_bias.index_select(0, groups)
-        self._set_rows(row_group, row_group * self.S + self.slot[rows] % self.S, len(groups))
+        if self.shared:
+            groups, row_group = torch.unique(self.row_group[rows], return_inverse=True)
+            if len(groups) < self.G:  # whole groups finished: drop their prompt cache too
+                self.kp = [k.index_select(0, groups) for k in self.kp]
+                self.vp = [v.index_select(0, groups) for v in self.vp]
+                self.group_bias = self.group_bias.index_select(0, groups)
+            self._set_rows(row_group, row_group * self.S + self.slot[rows] % self.S, len(groups))
+        else:
+            self.cache_bias = self.cache_bias.index_select(0, rows)
         self.pos = self.pos[rows]
         self.ks = [k.index_select(0, rows) for k in self.ks]
         self.vs = [v.index_select(0, rows) for v in self.vs]
 
     def step(self, tokens: Tensor) -> Tensor:
-        if self.t == self.ks[0].shape[2]:
+        if self.length == self.ks[0].shape[2]:
             self._grow()
-        self.own_bias[self.t] = 0.0
+        self.cache_bias[..., self.length] = 0.0
         cos, sin = self._rope(self.pos)
         x = F.embedding(tokens, self.embed)
         for i, layer in enumerate(self.layers):
             x = x + self._attention(i, layer, _rms(x, layer.ln1, layer.eps), cos, sin)
             gate, up = F.linear(_rms(x, layer.ln2, layer.eps), layer.wgu).chunk(2, dim=-1)
             x = x + F.linear(F.silu(gate) * up, layer.wd)
-        self.t += 1
+        self.length += 1
         self.pos = self.pos + 1
         return F.linear(_rms(x, self.norm, self.norm_eps), self.lm_head).float()
 
     def _attention(self, i: int, layer: _Layer, h: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
-        B, nq, nkv, D, t = h.shape[0], self.nq, self.nkv, self.hd, self.t
+        B, nq, nkv, D = h.shape[0], self.nq, self.nkv, self.hd
         qkv = F.linear(h, layer.wqkv, layer.bqkv)
         if layer.q_norm is None:  # rotate q and k in one go
             qk = _rotate(qkv[:, : (nq + nkv) * D].view(B, nq + nkv, D), cos, sin)
@@ -227,18 +239,22 @@ class NativeDecoder:
         else:
             q = _rotate(layer.q_norm(qkv[:, : nq * D].view(B, nq, D)), cos, sin)
             k = _rotate(layer.k_norm(qkv[:, nq * D : (nq + nkv) * D].view(B, nkv, D)), cos, sin)
-        self.ks[i][:, :, t] = k
-        self.vs[i][:, :, t] = qkv[:, (nq + nkv) * D :].view(B, nkv, D)
+        self.ks[i][:, :, self.length] = k
+        self.vs[i][:, :, self.length] = qkv[:, (nq + nkv) * D :].view(B, nkv, D)
         q = q * self.scale
-        # The whole (contiguous) generated-token cache, its unwritten tail masked: slicing it to
-        # t + 1 would make every matmul copy it first, which costs more than the masked tail.
-        keys, values, cap = self.ks[i], self.vs[i], self.ks[i].shape[2]
+        # The whole (contiguous) cache, its unwritten tail masked: slicing it to the written
+        # length would make every matmul copy it first, which costs more than the masked tail.
+        keys, values, L = self.ks[i], self.vs[i], self.ks[i].shape[2]
+        scores = (q.view(B, nkv, self.rep, D) @ keys.transpose(-1, -2)).view(B, nq, L)
+        scores = scores + self.cache_bias
+        if not self.shared:
+            p = scores.softmax(dim=-1).view(B, nkv, self.rep, L)
+            return F.linear((p @ values).view(B, nq * D), layer.wo, layer.bo)
         prompt_scores = self._from_grid(self._to_grid(q) @ self.kp[i]) + self.bias
-        own_scores = (q.view(B, nkv, self.rep, D) @ keys.transpose(-1, -2)).view(B, nq, cap)
-        p = torch.cat([prompt_scores, own_scores + self.own_bias], dim=-1).softmax(dim=-1)
+        p = torch.cat([prompt_scores, scores], dim=-1).softmax(dim=-1)
         W = prompt_scores.shape[-1]
         out = self._from_grid(self._to_grid(p[..., :W]) @ self.vp[i])
-        out = out + (p[..., W:].reshape(B, nkv, self.rep, cap) @ values).view(B, nq, D)
+        out = out + (p[..., W:].reshape(B, nkv, self.rep, L) @ values).view(B, nq, D)
         return F.linear(out.view(B, nq * D), layer.wo, layer.bo)
 
     def _to_grid(self, x: Tensor) -> Tensor:
@@ -261,15 +277,15 @@ class NativeDecoder:
                 new = old.new_zeros((*old.shape[:2], old.shape[2] + GROW, old.shape[3]))
                 new[:, :, : old.shape[2]] = old
                 cache[i] = new
-        tail = self.own_bias.new_full((GROW,), float("-inf"))
-        self.own_bias = torch.cat([self.own_bias, tail])
+        tail = self.cache_bias.new_full((*self.cache_bias.shape[:2], GROW), -torch.inf)
+        self.cache_bias = torch.cat([self.cache_bias, tail], dim=-1)
 
     def _rope(self, pos: Tensor) -> tuple[Tensor, Tensor]:
         """Per-row cos/sin (B, 1, D) from a table computed by the model's own rotary module."""
         need = int(pos.max()) + 1
         if need > len(self.cos):
             size = max(need, 2 * len(self.cos), 512)
-            ref = self.kp[0]
+            ref = self.ks[0]
             cos, sin = self.rotary(ref, torch.arange(size)[None])
             self.cos, self.sin = cos[0].to(ref.dtype), sin[0].to(ref.dtype)
         return self.cos[pos][:, None], self.sin[pos][:, None]
