@@ -193,6 +193,7 @@ class NativeDecoder:
             self.cache_bias = pad_bias.index_select(0, row_group)[:, None]
         self.length = self.ks[0].shape[2]  # next write position in ks/vs
         self.pos = mask.sum(-1)[row_group]
+        self.max_pos = int(self.pos.max()) - 1
         return logits[row_group]
 
     def _set_rows(self, row_group: Tensor, slot: Tensor, n_groups: int) -> None:
@@ -282,7 +283,8 @@ class NativeDecoder:
 
     def _rope(self, pos: Tensor) -> tuple[Tensor, Tensor]:
         """Per-row cos/sin (B, 1, D) from a table computed by the model's own rotary module."""
-        need = int(pos.max()) + 1
+        self.max_pos += 1  # positions only grow: no tensor max (a sync) per step
+        need = self.max_pos + 1
         if need > len(self.cos):
             size = max(need, 2 * len(self.cos), 512)
             ref = self.ks[0]
