@@ -69,13 +69,16 @@ def set_threads() -> int:
 def bench_model(n_prompts: int = 128, seed: int = 0) -> BenchModel:
     """The tiny-cpu preset's model (``model.path: toy``) and toy training problems.
 
-    Falls back to a random Qwen2 of the toy's shape with a character tokenizer when
-    ``zerorl.toyworld`` cannot provide the model (``source`` then says ``random``).
+    ``$ZERORL_BENCH_MODEL`` names an already built toy model directory instead (no build). Falls
+    back to a random Qwen2 of the toy's shape with a character tokenizer when ``zerorl.toyworld``
+    cannot provide the model (``source`` then says ``random``).
     """
     try:
         from zerorl.toyworld import ensure_base_model, train_prompts
 
-        path = ensure_base_model(progress=False)
+        # $ZERORL_BENCH_MODEL: an already built toy-world model directory (skips the build).
+        override = os.environ.get("ZERORL_BENCH_MODEL")
+        path = Path(override) if override else ensure_base_model(progress=False)
         return BenchModel(str(path), "toy", train_prompts(n_prompts, seed))
     except (ImportError, AttributeError) as err:
         print(f"[bench] toyworld unavailable ({err}); using a random toy-shaped Qwen2")

@@ -275,8 +275,9 @@ class NativeDecoder:
         """Extend the generated-token cache by ``GROW`` zeroed, masked positions."""
         for cache in (self.ks, self.vs):
             for i, old in enumerate(cache):
-                new = old.new_zeros((*old.shape[:2], old.shape[2] + GROW, old.shape[3]))
+                new = old.new_empty((*old.shape[:2], old.shape[2] + GROW, old.shape[3]))
                 new[:, :, : old.shape[2]] = old
+                new[:, :, old.shape[2] :] = 0  # masked, but 0 x NaN garbage would still be NaN
                 cache[i] = new
         tail = self.cache_bias.new_full((*self.cache_bias.shape[:2], GROW), -torch.inf)
         self.cache_bias = torch.cat([self.cache_bias, tail], dim=-1)

@@ -3,13 +3,15 @@
 A packed training row of T tokens holding samples of lengths L_1..L_k needs sum(L_i^2) / 2
 attention scores; Hugging Face's ``sdpa`` path builds a dense (T, T) block-diagonal mask from the
 restarting position ids and computes all T^2 of them. With the tiny-cpu preset (rows of 2048
-tokens, samples of ~150-360) that is 5-10x more attention work than needed, and attention is
-then the largest cost of the training forward. This module registers ``zerorl_segments``: for
-full-length inputs with position ids it runs causal SDPA once per sample (``is_causal=True``, no
-mask: the fused CPU kernel); anything else (decoding with a cache) goes to the stock ``sdpa``.
+tokens, toy samples of ~30 tokens) that is ~60x the attention work needed, and attention then
+costs more than all the matmuls of the forward. This module registers ``zerorl_segments``: for
+full-length inputs with position ids, the samples of all rows are gathered into a few padded
+batches (one per power-of-two length bucket) and run through causal SDPA (``is_causal=True``, no
+mask: the fused CPU kernel; a sample's right padding is never attended by its real tokens), then
+scattered back. Anything else (decoding with a cache) goes to the stock ``sdpa``.
 
-Opt in with ``use_segment_attention(model)``. Used in training (``zerorl.workers``) it changes
-no result beyond float rounding; ``benchmarks/bench_train.py`` measures it.
+Opt in with ``use_segment_attention(model)``; results equal the dense path up to float rounding
+(tests/test_rollout_fast.py). ``benchmarks/bench_train.py`` measures it.
 """
 
 from __future__ import annotations
@@ -22,20 +24,39 @@ from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_f
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
 NAME = "zerorl_segments"
+MIN_BUCKET = 16
 
 
-def segment_bounds(position_ids: Tensor) -> list[list[tuple[int, int]]]:
-    """Per row, the (start, end) spans that begin where ``position_ids`` is 0 (or at 0).
+def segment_spans(position_ids: Tensor, rows: int) -> list[tuple[int, int, int]]:
+    """(row, start, length) of every sample: spans start where ``position_ids`` is 0 (or at 0).
 
-    ``position_ids`` (B, T) or (1, T); the spans of a row tile it exactly.
+    ``position_ids`` is (rows, T) or (1, T) shared by all rows; the spans of a row tile it.
     """
     T = position_ids.shape[-1]
-    out = []
-    for row in position_ids:
+    spans = []
+    for r in range(rows):
+        row = position_ids[r if position_ids.shape[0] > 1 else 0]
         starts = (row == 0).nonzero().flatten().tolist()
         starts = starts if starts and starts[0] == 0 else [0, *starts]
-        out.append(list(zip(starts, [*starts[1:], T])))
+        spans += [(r, s, e - s) for s, e in zip(starts, [*starts[1:], T])]
+    return spans
+
+
+def _buckets(spans: list[tuple[int, int, int]]) -> dict[int, list[tuple[int, int, int]]]:
+    """Spans grouped by their length rounded up to a power of two (padding waste < 4x in area)."""
+    out: dict[int, list[tuple[int, int, int]]] = {}
+    for span in spans:
+        size = max(MIN_BUCKET, 1 << (span[2] - 1).bit_length())
+        out.setdefault(size, []).append(span)
     return out
+
+
+def _gather_index(spans: list[tuple[int, int, int]], width: int, T: int, pad: int) -> Tensor:
+    """(n, width) flat token indices (row * T + t) of each span, ``pad`` past its end."""
+    index = torch.full((len(spans), width), pad, dtype=torch.long)
+    for i, (r, s, n) in enumerate(spans):
+        index[i, :n] = torch.arange(r * T + s, r * T + s + n)
+    return index
 
 
 def segment_attention_forward(
@@ -50,30 +71,39 @@ def segment_attention_forward(
     **kwargs,
 ) -> tuple[Tensor, None]:
     """query (B, h, T, D), key/value (B, h_kv, T, D) -> (B, T, h, D), samples kept apart."""
-    T = query.shape[2]
+    B, h, T, D = query.shape
     if position_ids is None or key.shape[2] != T or dropout > 0:
         return sdpa_attention_forward(
             module, query, key, value, attention_mask, dropout, scaling, **kwargs
         )
-    groups = query.shape[1] // key.shape[1]
+    groups = h // key.shape[1]
     key, value = repeat_kv(key, groups), repeat_kv(value, groups)
-    bounds = segment_bounds(position_ids)
-    if len(bounds) == 1 and query.shape[0] > 1:  # (1, T) position ids broadcast over rows
-        bounds = bounds * query.shape[0]
-    rows = []
-    for b, spans in enumerate(bounds):
-        parts = [
-            F.scaled_dot_product_attention(
-                query[b : b + 1, :, s:e],
-                key[b : b + 1, :, s:e],
-                value[b : b + 1, :, s:e],
-                is_causal=True,
-                scale=scaling,
-            )
-            for s, e in spans
-        ]
-        rows.append(torch.cat(parts, dim=2) if len(parts) > 1 else parts[0])
-    return torch.cat(rows).transpose(1, 2).contiguous(), None
+    # Token-major flat views with one zero row appended: padding gathers it.
+    flat = [torch.cat([x.transpose(1, 2).reshape(B * T, h, D), x.new_zeros(1, h, D)]) for x in
+            (query, key, value)]  # fmt: skip
+    out = query.new_empty(B * T, h, D)
+    for index in _plan(position_ids, B):
+        q, k, v = (x[index].transpose(1, 2) for x in flat)  # (n, h, width, D)
+        o = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scaling)
+        real = index < B * T
+        out = out.index_put((index[real],), o.transpose(1, 2)[real])
+    return out.view(B, T, h, D), None
+
+
+# The plan of the last call (rows, position ids, indices): every layer of a forward reuses it.
+_last: dict[str, object] = {}
+
+
+def _plan(position_ids: Tensor, rows: int) -> list[Tensor]:
+    """One gather index (n, width) per length bucket; cached for the layers of one forward."""
+    pos = _last.get("pos")
+    if _last.get("rows") == rows and isinstance(pos, Tensor) and torch.equal(pos, position_ids):
+        return _last["plan"]  # type: ignore[return-value]
+    T = position_ids.shape[-1]
+    plan = [_gather_index(spans, width, T, rows * T) for width, spans in
+            _buckets(segment_spans(position_ids, rows)).items()]  # fmt: skip
+    _last.update(rows=rows, pos=position_ids.clone(), plan=plan)
+    return plan
 
 
 AttentionInterface.register(NAME, segment_attention_forward)
