@@ -9,7 +9,11 @@ batch of 2048^2 fp32 matmuls that measures the machine's peak under the same loa
 - ``packed``: ``zerorl.core.packing.pack`` rows of 2048 tokens, one row per micro-batch (tiny-cpu);
 - ``padded``: one sample per row, right-padded, micro-batches of about the same token grid;
 - ``packed + segment attention``: packed, with ``zerorl.rollout.segment_attention`` (attention per
-  sample instead of a dense block-diagonal mask).
+  sample instead of a dense block-diagonal mask);
+- ``... + balanced rows``: the same number of rows, filled about equally (``balanced_length``);
+- ``packed, 512-token rows + segment attention``: the suggested ``train.pack_length: 512``;
+- ``..., 2 single-core threads``: the same rows split over two Python threads with one torch
+  thread each, gradients summed in a fixed order (``_threaded_train_call``).
 Achieved GFLOP/s counts useful work only: 6 x matmul parameters x real tokens plus causal
 attention within each sample (3 x 2 x heads x head_dim x L(L+1) per layer); padding and
 masked-out attention blocks count as waste.
@@ -21,6 +25,7 @@ import argparse
 import copy
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
@@ -53,47 +58,70 @@ def run(quick: bool = False, model: BenchModel | None = None) -> list[Row]:
     rewards = [float(i % 2) for i in range(len(prompts))]
     pad = tok.pad_token_id or 0
     packed = pack(prompts, responses, rewards, PACK_LENGTH, pad_id=pad)
+    balanced = pack(prompts, responses, rewards, balanced_length(prompts, responses), pad_id=pad)
+    short = pack(prompts, responses, rewards, SHORT_ROWS, pad_id=pad)
     padded = padded_batch(prompts, responses, rewards, pad)
-    width = padded.input_ids.shape[1]
     segmented = use_segment_attention(copy.deepcopy(policy))
     contenders = {
+        "padded": _train_call(policy, padded, max(1, PACK_LENGTH // padded.input_ids.shape[1])),
         "packed": _train_call(policy, packed, 1),
-        "padded": _train_call(policy, padded, max(1, PACK_LENGTH // width)),
-        "packed + segment attention": _train_call(segmented, packed, 1),
+        SEG: _train_call(segmented, packed, 1),
+        BEST: _train_call(segmented, balanced, 1),
+        SHORT: _train_call(segmented, short, 1),
+        THREADED: _threaded_train_call(segmented, short),
         "matmul peak": _peak_call(),
     }
     times = side_by_side(contenders, repeats=2 if quick else 4, warmup=1)
     peak = _PEAK_FLOPS / median(times.pop("matmul peak")) / 1e9
     n_tokens = int(packed.attention_mask.sum())
     useful = train_flops(policy, [len(p) + len(r) for p, r in zip(prompts, responses)])
-    return _rows(
-        times, peak, n_tokens, useful, packing_efficiency(packed), packing_efficiency(padded)
-    )
+    efficiency = {k: packing_efficiency(b) for k, b in [("packed", packed), ("balanced", balanced),
+                                                         ("padded", padded)]}  # fmt: skip
+    return _rows(times, peak, n_tokens, useful, efficiency)
 
 
-def _rows(times, peak, n_tokens, useful, eff_packed, eff_padded) -> list[Row]:
+SEG = "packed + segment attn"
+BEST = "packed + segment attn + balanced rows"
+SHORT_ROWS = 512
+SHORT = f"{SHORT_ROWS}-token rows + segment attn"
+THREADED = f"{SHORT_ROWS}-token rows + segment attn, 2 threads"
+
+
+def _rows(times, peak, n_tokens, useful, efficiency: dict[str, float]) -> list[Row]:
     sec = "training"
     rate = {name: n_tokens / median(ts) for name, ts in times.items()}
     gflops = {name: useful / median(ts) / 1e9 for name, ts in times.items()}
     rows = [
-        Row(sec, f"{name} fwd+bwd", rate[name], "tok/s", extra={"seconds": times[name]})
+        Row(sec, name, rate[name], "tok/s fwd+bwd", extra={"seconds": times[name]})
         for name in times
     ]
-    rows[0].baseline, rows[0].ratio = "padded", rate["packed"] / rate["padded"]
-    seg = "packed + segment attention"
-    rows[2].baseline, rows[2].ratio = "packed", rate[seg] / rate["packed"]
+    for row, name, base in [(rows[1], "packed", "padded"), (rows[2], SEG, "packed"),
+                            (rows[3], BEST, "packed"), (rows[4], SHORT, "packed"),
+                            (rows[5], THREADED, SHORT)]:  # fmt: skip
+        row.baseline, row.ratio = base, rate[name] / rate[base]
+    rows[1].note = "as wired now: transformers' dense block-diagonal mask over 2048-token rows"
     rows.append(Row(sec, "matmul peak (fp32, 2048^2)", peak, "GFLOP/s"))
-    for name in ("packed", "packed + segment attention"):
+    for name in ("packed", BEST, SHORT, THREADED):
         frac = gflops[name] / peak
         rows.append(
-            Row(sec, f"{name}: useful GFLOP/s", gflops[name], "GFLOP/s", "matmul peak", frac,
+            Row(sec, f"{name}: useful", gflops[name], "GFLOP/s", "matmul peak", frac,
                 f">= {TARGET:.0%} of peak", frac >= TARGET)
         )  # fmt: skip
-    rows.append(
-        Row(sec, "packing efficiency (non-pad share)", eff_packed, "fraction", "padded",
-            eff_packed / eff_padded, note=f"padded batches: {eff_padded:.2f}")
-    )  # fmt: skip
+    for name in ("packed", "balanced"):
+        rows.append(
+            Row(sec, f"packing efficiency, {name} rows", efficiency[name], "non-pad share",
+                "padded batches", efficiency[name] / efficiency["padded"],
+                note=f"padded batches: {efficiency['padded']:.2f}" if name == "packed" else "")
+        )  # fmt: skip
     return rows
+
+
+def balanced_length(prompts: list[list[int]], responses: list[list[int]]) -> int:
+    """A row length that packs the samples into as few rows as ``PACK_LENGTH`` needs, but with
+    those rows about equally full (``pack`` trims every row to the longest one)."""
+    lengths = [len(p) + len(r) for p, r in zip(prompts, responses)]
+    rows = -(-sum(lengths) // PACK_LENGTH)
+    return max(max(lengths), -(-sum(lengths) // rows) + max(lengths) // 2)
 
 
 def rollout_samples(policy, tok, prompts: list[str]) -> tuple[list[list[int]], list[list[int]]]:
@@ -134,6 +162,47 @@ def _train_call(policy, batch, micro_rows: int):
     adv = torch.randn(batch.input_ids.shape, generator=torch.Generator().manual_seed(0))
     old = torch.full(batch.input_ids.shape, -2.0)
     return lambda: worker.train(batch, adv * batch.response_mask, old)
+
+
+def _threaded_train_call(policy, batch, workers: int = 2):
+    """``PolicyWorker.train``'s work (row-mean PPO loss, clip, AdamW step) with the rows split
+    over ``workers`` Python threads, each on one core (torch threads = 1), as ``FastEngine`` does
+    for decoding. Each thread returns its gradients (``torch.autograd.grad``, nothing accumulated
+    concurrently) and they are summed in thread order, so the result is deterministic.
+    The proposed change to ``zerorl.workers``; see docs/performance.md."""
+    from zerorl.core.logprobs import token_logprobs
+    from zerorl.core.losses import policy_loss
+    from zerorl.workers import OptimSettings, make_optimizer
+
+    params = [p for p in policy.parameters() if p.requires_grad]
+    optimizer, _ = make_optimizer(params, OptimSettings(lr=1e-9, warmup_steps=1))
+    adv = torch.randn(batch.input_ids.shape, generator=torch.Generator().manual_seed(0))
+    adv, old = adv * batch.response_mask, torch.full(batch.input_ids.shape, -2.0)
+    shards = [list(range(batch.num_rows))[w::workers] for w in range(workers)]
+
+    def grads(rows: list[int]) -> list[torch.Tensor]:
+        sub = batch.rows(rows)
+        logits = policy(input_ids=sub.input_ids, position_ids=sub.position_ids, use_cache=False)
+        lp = token_logprobs(logits.logits, sub.input_ids)
+        loss, _ = policy_loss(lp, old[rows], adv[rows], sub.response_mask, 0.2, "row-mean")
+        return list(torch.autograd.grad(loss * len(rows) / batch.num_rows, params))
+
+    def call() -> None:
+        policy.train()
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            with ThreadPoolExecutor(workers) as pool:
+                parts = list(pool.map(grads, shards))
+        finally:
+            torch.set_num_threads(threads)
+        for p, *g in zip(params, *parts):
+            p.grad = torch.stack(g).sum(0)
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    return call
 
 
 _PEAK_REPS = 8

@@ -130,9 +130,10 @@ def test_same_seed_same_samples_and_global_rng_untouched(qwen2):
     model, tok = qwen2
     engine = FastEngine(model, tok, batch_size=8)
     params = SamplingParams(n=3, max_new_tokens=8, seed=7)
-    state = torch.get_rng_state()
+    state, threads = torch.get_rng_state(), torch.get_num_threads()
     a = engine.generate(["hello"], params)
     assert torch.equal(state, torch.get_rng_state())
+    assert torch.get_num_threads() == threads  # workers run single-threaded, then restore
     b = engine.generate(["hello"], params)
     c = engine.generate(["hello"], SamplingParams(n=3, max_new_tokens=8, seed=8))
     ids = lambda out: [x.token_ids for x in out[0]]  # noqa: E731
@@ -166,7 +167,10 @@ def test_stop_strings_eos_and_finish_reasons(qwen2, share_min_width, monkeypatch
                 assert len(c.token_ids) == 40
     assert "stop" in reasons
     short = engine.generate(["z"], SamplingParams(n=4, max_new_tokens=2, seed=1))
-    assert all(c.finish_reason == "length" for c in short[0] if len(c.token_ids) == 2)
+    for c in short[0]:
+        ended = c.token_ids[-1] == tok.eos_token_id
+        assert c.finish_reason == ("stop" if ended else "length")
+        assert ended or len(c.token_ids) == 2
 
 
 def test_min_new_tokens_generates_fixed_lengths(qwen2):

@@ -58,13 +58,15 @@ class DataConfig:
 
 @dataclass
 class RolloutConfig:
-    engine: Literal["hf", "vllm"] = _f("hf", "generation engine: hf (CPU/GPU) or vllm (GPU)")
+    engine: Literal["hf", "fast", "vllm"] = _f(
+        "hf", "generation engine: hf (generate, CPU/GPU), fast (zerorl's CPU engine), vllm (GPU)"
+    )
     prompts_per_step: int = _f(128, "unique prompts sampled per PPO step")
     samples_per_prompt: int = _f(64, "responses generated per prompt")
     temperature: float = _f(1.0, "sampling temperature")
     top_p: float = _f(1.0, "nucleus sampling threshold (1.0 = off)")
     max_new_tokens: int = _f(8000, "generation length limit; a response reaching it scores 0")
-    batch_size: int = _f(256, "sequences generated at once by the hf engine")
+    batch_size: int = _f(256, "sequences generated at once by the hf and fast engines")
     vllm_tensor_parallel: int = _f(1, "vllm: tensor-parallel size of each engine")
     vllm_num_engines: int = _f(1, "rollout engines (Ray; colocated: one per device / TP group)")
     vllm_gpu_memory_utilization: float = _f(0.5, "vllm: fraction of GPU memory for the engine")

@@ -14,8 +14,8 @@ from transformers import PreTrainedTokenizerBase
 from zerorl.config import Config
 from zerorl.models import load_critic, load_policy, load_tokenizer
 from zerorl.reward import RewardPool
+from zerorl.rollout import local_engine
 from zerorl.rollout.base import RolloutEngine
-from zerorl.rollout.hf import HFEngine
 from zerorl.workers import CriticWorker, OptimSettings, PolicyWorker
 
 
@@ -85,6 +85,6 @@ def build_local_roles(cfg: Config, checkpoint: Path | None = None) -> Roles:
         reference = PolicyWorker(
             ref_model, optim_settings(cfg, 0.0), micro_rows=cfg.train.micro_rows
         )
-    engine = HFEngine(policy_model, tokenizer, batch_size=cfg.rollout.batch_size)
+    engine = local_engine(cfg.rollout.engine, policy_model, tokenizer, cfg.rollout.batch_size)
     pool = RewardPool(cfg.reward.num_workers, cfg.reward.timeout_s, cfg.reward.memory_mb)
     return Roles(engine, pool, policy, critic, tokenizer, reference)

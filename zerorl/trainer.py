@@ -190,7 +190,8 @@ class Trainer:
         return adv, returns
 
     def evaluate(self) -> dict[str, float]:
-        e = self.cfg.eval
+        """``eval/<benchmark>/...`` metrics of the current policy, and ``time/eval``."""
+        e, start = self.cfg.eval, time.perf_counter()
         params = SamplingParams(
             n=e.samples,
             temperature=e.temperature,
@@ -203,6 +204,7 @@ class Trainer:
         for name, prompts in self.eval_sets.items():
             res = evaluate(name, prompts, self.roles.engine, self.roles.reward, params)
             metrics.update(res.metrics(prefix=f"eval/{name}/"))
+        metrics["time/eval"] = time.perf_counter() - start
         return metrics
 
     # ------------------------------------------------------------------ metrics and records

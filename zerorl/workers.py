@@ -7,6 +7,7 @@ Shape legend: B batch (rows), T tokens.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -83,6 +84,107 @@ def _micro_batches(rows: list[int], size: int) -> list[list[int]]:
     return [rows[i : i + size] for i in range(0, len(rows), size)]
 
 
+# Micro-batches of one optimiser step: (rows, loss weight); weight 0 marks a filler forward that
+# a data-parallel rank runs only to keep FSDP's collectives in step (``distributed.sharded``).
+Plan = list[tuple[list[int], float]]
+
+
+@dataclass(frozen=True)
+class PolicyLoss:
+    """How the policy loss is formed: PPO clip, its aggregation, and the (off) ablation terms."""
+
+    clip_eps: float = 0.2
+    aggregation: Aggregation = "row-mean"
+    kl_loss_coef: float = 0.0
+    entropy_coef: float = 0.0
+
+
+def accumulate_policy_grads(
+    forward: Callable[[PackedBatch], torch.Tensor],
+    batch: PackedBatch,
+    plan: Plan,
+    advantages: torch.Tensor,
+    old_logprobs: torch.Tensor,
+    ref_logprobs: torch.Tensor | None,
+    spec: PolicyLoss,
+) -> dict[str, float]:
+    """Backpropagate ``sum(weight * loss(rows))`` over ``plan``; ``forward`` gives logits.
+
+    The loss is the PPO clip loss aggregated over response tokens, plus ``kl_loss_coef`` times
+    the k3 KL to ``ref_logprobs`` and minus ``entropy_coef`` times the entropy when those are on.
+    Returns the weighted sums of loss, clip_frac, approx_kl and kl_loss (fillers excluded).
+    Shared by the local worker and the sharded ranks, so the two compute the same floats.
+    """
+    totals = dict.fromkeys(("loss", "clip_frac", "approx_kl", "kl_loss"), 0.0)
+    for rows, weight in plan:
+        sub = batch.rows(rows)
+        logits = forward(sub)
+        dev = logits.device
+        mask = sub.response_mask.to(dev)
+        lp = token_logprobs(logits, sub.input_ids.to(dev))
+        old, adv = old_logprobs[rows].to(dev), advantages[rows].to(dev)
+        loss, m = policy_loss(lp, old, adv, mask, spec.clip_eps, spec.aggregation)
+        kl = None
+        if ref_logprobs is not None and spec.kl_loss_coef > 0:
+            kl = masked_mean(
+                kl_to_reference(lp, ref_logprobs[rows].to(dev)), mask, spec.aggregation
+            )
+            loss = loss + spec.kl_loss_coef * kl
+        if spec.entropy_coef > 0:
+            ent = masked_mean(shift_right(entropy(logits)), mask, spec.aggregation)
+            loss = loss - spec.entropy_coef * ent
+        (loss * weight).backward()
+        if weight:
+            totals["loss"] += float(loss.detach()) * weight
+            totals["clip_frac"] += m["clip_frac"] * weight
+            totals["approx_kl"] += m["approx_kl"] * weight
+            totals["kl_loss"] += float(kl) * weight if kl is not None else 0.0
+    return totals
+
+
+def critic_minibatches(n_rows: int, steps: int, seed: int) -> list[list[int]]:
+    """The rows of each of the critic's ``steps`` mini-batches.
+
+    A pass over the batch shuffles the rows (seeded) into ``min(steps, n_rows)`` mini-batches;
+    with fewer rows than steps, a new pass (new shuffle) follows. ORZ's 12 mini-batch steps are
+    one pass: give the batch at least 12 rows (``train.pack_length``) to match it.
+    """
+    g = torch.Generator().manual_seed(seed)
+    out: list[list[int]] = []
+    while len(out) < steps:
+        perm = torch.randperm(n_rows, generator=g).tolist()
+        k = min(steps, n_rows)
+        out.extend(perm[i::k] for i in range(k))
+    return out[:steps]
+
+
+def accumulate_value_grads(
+    values_of: Callable[[PackedBatch], torch.Tensor],
+    batch: PackedBatch,
+    plan: Plan,
+    returns: torch.Tensor,
+    old_values: torch.Tensor,
+    value_clip: float,
+    aggregation: Aggregation,
+) -> tuple[float, float]:
+    """Backpropagate ``sum(weight * value_loss(rows))`` over ``plan``; ``values_of`` gives
+    values aligned with ``input_ids``. Returns the weighted sums of loss and clip_frac."""
+    loss_sum = clip_sum = 0.0
+    for rows, weight in plan:
+        sub = batch.rows(rows)
+        values = values_of(sub)
+        dev = values.device
+        loss, m = value_loss(
+            values, old_values[rows].to(dev), returns[rows].to(dev),
+            sub.response_mask.to(dev), value_clip, aggregation,
+        )  # fmt: skip
+        (loss * weight).backward()
+        if weight:
+            loss_sum += float(loss.detach()) * weight
+            clip_sum += m["clip_frac"] * weight
+    return loss_sum, clip_sum
+
+
 class PolicyWorker:
     """Holds the policy; one ``train`` call = exactly ``steps`` optimiser steps (ORZ: 1)."""
 
@@ -99,11 +201,8 @@ class PolicyWorker:
         self.model = model
         self.settings = optim
         self.optimizer, self.scheduler = make_optimizer(model.parameters(), optim)
-        self.clip_eps = clip_eps
         self.micro_rows = micro_rows
-        self.aggregation: Aggregation = aggregation
-        self.kl_loss_coef = kl_loss_coef
-        self.entropy_coef = entropy_coef
+        self.loss_spec = PolicyLoss(clip_eps, aggregation, kl_loss_coef, entropy_coef)
 
     def _forward(self, batch: PackedBatch) -> torch.Tensor:
         # attention_mask=None + restarting position ids: transformers isolates packed samples.
@@ -133,33 +232,16 @@ class PolicyWorker:
         """One optimiser step with gradients accumulated over all rows of the batch.
 
         The loss is ``aggregation`` over response tokens (ORZ: each row's token mean, averaged over
-        rows), plus ``kl_loss_coef`` times the k3 KL to ``ref_logprobs`` and minus
-        ``entropy_coef`` times the entropy when those ablations are on.
+        rows), plus the KL-loss and entropy ablation terms when on (``accumulate_policy_grads``).
         """
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
         n_rows = batch.num_rows
-        totals = {"loss": 0.0, "clip_frac": 0.0, "approx_kl": 0.0, "kl_loss": 0.0}
-        for rows in _micro_batches(list(range(n_rows)), self.micro_rows):
-            sub = batch.rows(rows)
-            mask = sub.response_mask
-            logits = self._forward(sub)
-            lp = token_logprobs(logits, sub.input_ids)
-            loss, m = policy_loss(
-                lp, old_logprobs[rows], advantages[rows], mask, self.clip_eps, self.aggregation
-            )
-            if ref_logprobs is not None and self.kl_loss_coef > 0:
-                kl = masked_mean(kl_to_reference(lp, ref_logprobs[rows]), mask, self.aggregation)
-                loss = loss + self.kl_loss_coef * kl
-                totals["kl_loss"] += float(kl) * len(rows) / n_rows
-            if self.entropy_coef > 0:
-                ent = masked_mean(shift_right(entropy(logits)), mask, self.aggregation)
-                loss = loss - self.entropy_coef * ent
-            weight = len(rows) / n_rows  # mean over rows == ORZ's average over packed sequences
-            (loss * weight).backward()
-            totals["loss"] += float(loss.detach()) * weight
-            totals["clip_frac"] += m["clip_frac"] * weight
-            totals["approx_kl"] += m["approx_kl"] * weight
+        # weight = the rows' share: a mean over rows == ORZ's average over packed sequences
+        plan = [(r, len(r) / n_rows) for r in _micro_batches(list(range(n_rows)), self.micro_rows)]
+        totals = accumulate_policy_grads(
+            self._forward, batch, plan, advantages, old_logprobs, ref_logprobs, self.loss_spec
+        )
         grad_norm = nn.utils.clip_grad_norm_(self.model.parameters(), self.settings.grad_clip)
         lr = self.scheduler.get_last_lr()[0]
         self.optimizer.step()
@@ -211,34 +293,20 @@ class CriticWorker:
     def train(
         self, batch: PackedBatch, returns: torch.Tensor, old_values: torch.Tensor, seed: int
     ) -> CriticStats:
-        """``steps`` optimiser steps over shuffled mini-batches of rows (a new shuffle each pass
-        when there are fewer rows than steps); ``seed`` fixes the shuffles."""
+        """``steps`` optimiser steps over the mini-batches of ``critic_minibatches`` (``seed``
+        fixes the shuffles)."""
         self.critic.train()
-        g = torch.Generator().manual_seed(seed)
-        n = batch.num_rows
-        chunks: list[list[int]] = []
         losses, clips, norms, lrs = [], [], [], []
-        for _ in range(self.steps):
-            if not chunks:
-                perm = torch.randperm(n, generator=g).tolist()
-                k = min(self.steps, n)
-                chunks = [perm[i::k] for i in range(k)]
-            minibatch = chunks.pop(0)
+        for minibatch in critic_minibatches(batch.num_rows, self.steps, seed):
             self.optimizer.zero_grad(set_to_none=True)
-            for rows in _micro_batches(minibatch, self.micro_rows):
-                sub = batch.rows(rows)
-                loss, m = value_loss(
-                    self._values(sub),
-                    old_values[rows],
-                    returns[rows],
-                    sub.response_mask,
-                    self.value_clip,
-                    self.aggregation,
-                )
-                weight = len(rows) / len(minibatch)
-                (loss * weight).backward()
-                losses.append(float(loss.detach()) * weight / self.steps)
-                clips.append(m["clip_frac"] * weight / self.steps)
+            plan = [
+                (r, len(r) / len(minibatch)) for r in _micro_batches(minibatch, self.micro_rows)
+            ]
+            loss, clip = accumulate_value_grads(
+                self._values, batch, plan, returns, old_values, self.value_clip, self.aggregation
+            )
+            losses.append(loss / self.steps)
+            clips.append(clip / self.steps)
             norms.append(
                 float(nn.utils.clip_grad_norm_(self.critic.parameters(), self.settings.grad_clip))
             )

@@ -21,6 +21,7 @@ from zerorl.distributed.sharded import (
 )
 from zerorl.models import DTYPES, load_policy, load_tokenizer
 from zerorl.reward import RewardPool, RewardResult
+from zerorl.rollout import local_engine
 from zerorl.rollout.base import RolloutEngine
 from zerorl.types import Completion, PackedBatch, SamplingParams
 from zerorl.workers import CriticStats, PolicyOutput, PolicyStats
@@ -129,7 +130,7 @@ class WeightsView:
 
 
 def build_engine(spec: EngineSpec, index: int) -> RolloutEngine:
-    """The engine of rollout actor ``index``: Hugging Face generate, or vLLM."""
+    """The engine of rollout actor ``index``: vLLM, or an in-process one (hf, fast)."""
     if spec.engine == "vllm":
         from zerorl.rollout.vllm import VLLMEngine
 
@@ -140,11 +141,10 @@ def build_engine(spec: EngineSpec, index: int) -> RolloutEngine:
             gpu_memory_utilization=spec.gpu_memory_utilization,
             engine_index=index,
         )
-    from zerorl.rollout.hf import HFEngine
-
     model = load_policy(spec.model_path, spec.dtype, spec.attn_implementation)
     model = model.to("cuda" if spec.device == "cuda" else "cpu").eval().requires_grad_(False)
-    return HFEngine(model, load_tokenizer(spec.model_path), batch_size=spec.batch_size)
+    tokenizer = load_tokenizer(spec.model_path)
+    return local_engine(spec.engine, model, tokenizer, spec.batch_size)
 
 
 class RolloutActor:

@@ -87,7 +87,7 @@ class RankSpec:
 class EngineSpec:
     """One rollout engine: the model it starts from and how it generates."""
 
-    engine: str  # "hf" or "vllm"
+    engine: str  # "hf", "fast" or "vllm"
     model_path: str
     dtype: str
     attn_implementation: str

@@ -22,7 +22,6 @@ from torch import nn
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
 
 from zerorl.core.logprobs import entropy, shift_right, token_logprobs
-from zerorl.core.losses import kl_to_reference, masked_mean, policy_loss, value_loss
 from zerorl.distributed import fsdp
 from zerorl.distributed.settings import ModelSpec, RankSpec
 from zerorl.models import DTYPES, VALUE_HEAD_FILE, Critic, load_critic, load_policy
@@ -30,8 +29,12 @@ from zerorl.types import PackedBatch
 from zerorl.workers import (
     OPTIM_FILE,
     CriticStats,
+    PolicyLoss,
     PolicyOutput,
     PolicyStats,
+    accumulate_policy_grads,
+    accumulate_value_grads,
+    critic_minibatches,
     make_optimizer,
 )
 
@@ -210,29 +213,14 @@ class ShardedPolicy(_Rank):
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
         n_rows = batch.num_rows
-        totals = {"loss": 0.0, "clip_frac": 0.0, "approx_kl": 0.0, "kl_loss": 0.0}
-        for rows, real in self._plan(n_rows, s.micro_rows):
-            sub = batch.rows(rows)
-            logits = self._forward(sub)
-            dev = logits.device
-            mask = sub.response_mask.to(dev)
-            lp = token_logprobs(logits, sub.input_ids.to(dev))
-            old, adv = old_logprobs[rows].to(dev), advantages[rows].to(dev)
-            loss, m = policy_loss(lp, old, adv, mask, s.clip_eps, s.aggregation)
-            weight = len(rows) / n_rows if real else 0.0
-            if ref_logprobs is not None and s.kl_loss_coef > 0:
-                ref = ref_logprobs[rows].to(dev)
-                kl = masked_mean(kl_to_reference(lp, ref), mask, s.aggregation)
-                loss = loss + s.kl_loss_coef * kl
-                if real:  # the same float operations as PolicyWorker
-                    totals["kl_loss"] += float(kl) * len(rows) / n_rows
-            if s.entropy_coef > 0:
-                ent = masked_mean(shift_right(entropy(logits)), mask, s.aggregation)
-                loss = loss - s.entropy_coef * ent
-            (loss * weight).backward()
-            totals["loss"] += float(loss.detach()) * weight
-            totals["clip_frac"] += m["clip_frac"] * weight
-            totals["approx_kl"] += m["approx_kl"] * weight
+        plan = [
+            (rows, len(rows) / n_rows if real else 0.0)
+            for rows, real in self._plan(n_rows, s.micro_rows)
+        ]
+        spec = PolicyLoss(s.clip_eps, s.aggregation, s.kl_loss_coef, s.entropy_coef)
+        totals = accumulate_policy_grads(
+            self._forward, batch, plan, advantages, old_logprobs, ref_logprobs, spec
+        )
         norm = fsdp.grad_norm(self.model, s.optim.grad_clip)
         lr = self.scheduler.get_last_lr()[0]
         self.optimizer.step()
@@ -274,31 +262,19 @@ class ShardedCritic(_Rank):
         clip_frac are this rank's parts (the group sums them)."""
         s = self.spec
         self.model.train()
-        g = torch.Generator().manual_seed(seed)
-        n = batch.num_rows
-        chunks: list[list[int]] = []
         losses, clips, norms, lrs = [], [], [], []
-        for _ in range(s.critic_steps):
-            if not chunks:
-                perm = torch.randperm(n, generator=g).tolist()
-                k = min(s.critic_steps, n)
-                chunks = [perm[i::k] for i in range(k)]
-            minibatch = chunks.pop(0)
+        for minibatch in critic_minibatches(batch.num_rows, s.critic_steps, seed):
             self.optimizer.zero_grad(set_to_none=True)
             parts = split_rows(minibatch, self.world)
-            for rows, real in micro_plan(parts, self.rank, s.micro_rows, filler=minibatch[0]):
-                sub = batch.rows(rows)
-                values = self._values(sub)
-                dev = values.device
-                loss, m = value_loss(
-                    values, old_values[rows].to(dev), returns[rows].to(dev),
-                    sub.response_mask.to(dev), s.clip_eps, s.aggregation,
-                )  # fmt: skip
-                weight = len(rows) / len(minibatch) if real else 0.0
-                (loss * weight).backward()
-                if real:
-                    losses.append(float(loss.detach()) * weight / s.critic_steps)
-                    clips.append(m["clip_frac"] * weight / s.critic_steps)
+            plan = [
+                (rows, len(rows) / len(minibatch) if real else 0.0)
+                for rows, real in micro_plan(parts, self.rank, s.micro_rows, filler=minibatch[0])
+            ]
+            loss, clip = accumulate_value_grads(
+                self._values, batch, plan, returns, old_values, s.clip_eps, s.aggregation
+            )
+            losses.append(loss / s.critic_steps)
+            clips.append(clip / s.critic_steps)
             norms.append(fsdp.grad_norm(self.model, s.optim.grad_clip))
             lrs.append(self.scheduler.get_last_lr()[0])
             self.optimizer.step()

@@ -74,6 +74,7 @@ def eval_command(
     ] = None,
     out: Annotated[Path | None, typer.Option(help="output directory")] = None,
     batch_size: Annotated[int, typer.Option(help="sequences generated at once")] = 64,
+    engine: Annotated[str, typer.Option(help="hf (generate) or fast (zerorl's CPU engine)")] = "hf",
     dtype: Annotated[str, typer.Option(help="float32 or bfloat16")] = "float32",
     seed: Annotated[int, typer.Option(help="sampling seed")] = 0,
     reward_workers: Annotated[int, typer.Option(help="answer verification processes")] = 2,
@@ -99,6 +100,7 @@ def eval_command(
         "model": model_path, "template": template.value, "samples": samples,
         "temperature": temperature, "top_p": top_p, "max_new_tokens": max_new_tokens,
         "limit": limit, "seed": seed, "dtype": dtype, "device": _device(device),
+        "engine": engine,
     }  # fmt: skip
     if threads:
         # On a shared CPU, fewer threads than torch's default avoid stalls at every small op.
@@ -138,13 +140,13 @@ def _run_benchmarks(run: Path | None) -> list[str]:
 
 
 def _load(settings: dict[str, Any], boxed_fallback: bool | None, batch_size: int):
-    """(HFEngine, PromptFormat) for the model and template of ``settings``. The boxed fallback
+    """(engine, PromptFormat) for the model and template of ``settings``. The boxed fallback
     defaults to on for the chat template and off for the ORZ one (as in training)."""
     import dataclasses
 
     from zerorl.eval.benchmarks import ORZ_FORMAT, chat_format
     from zerorl.models import load_policy, load_tokenizer
-    from zerorl.rollout.hf import HFEngine
+    from zerorl.rollout import local_engine
 
     tokenizer = load_tokenizer(settings["model"])
     if settings["template"] == Template.chat.value:
@@ -152,8 +154,7 @@ def _load(settings: dict[str, Any], boxed_fallback: bool | None, batch_size: int
     else:
         fmt = dataclasses.replace(ORZ_FORMAT, boxed_fallback=bool(boxed_fallback))
     model = load_policy(settings["model"], settings["dtype"]).to(settings["device"])
-    engine = HFEngine(model, tokenizer, batch_size)
-    return engine, fmt
+    return local_engine(settings["engine"], model, tokenizer, batch_size), fmt
 
 
 def _run_eval(sets, engine, fmt, settings: dict[str, Any], reward_workers: int) -> list:

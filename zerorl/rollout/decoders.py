@@ -1,16 +1,17 @@
-"""Batched incremental decoders behind ``FastEngine``: a prompt-sharing native one, and HF forward.
+"""Batched incremental decoders behind ``FastEngine``: a native Llama-family one, and HF forward.
 
 Both take *groups* (distinct prompts, left-padded) and *rows* (the sequences sampled from them,
-``n`` per prompt), and keep a KV cache that rows can leave when they finish. Shape legend: G
-groups, S rows per group slot grid, B rows, W prompt width, V vocabulary, H hidden, D head dim.
+``n`` per prompt), prefill each prompt once with the model's own forward, and keep a KV cache
+that rows can leave when they finish. Shape legend: G groups, S rows per group slot grid, B rows,
+W prompt width, V vocabulary, H hidden, D head dim.
 
-``NativeDecoder`` covers the Llama family (Llama, Qwen2, Qwen3): the prompt is prefilled once per
-group by the Hugging Face forward, then each decoding step runs fused projections and an attention
-split in two parts: the shared prompt's keys are read once per *group* by a batched matmul over
-its rows (a matrix product instead of ``n`` matrix-vector products), the generated keys once per
-row. On CPU, decoding is bound by reading the KV cache; sharing the prompt part divides most of
-that traffic by ``n``. ``HFForwardDecoder`` drives any causal LM's own forward with a
-``DynamicCache`` (same interface, no prompt sharing): the fallback for other architectures.
+``NativeDecoder`` covers the Llama family (Llama, Qwen2, Qwen3): each decoding step runs fused
+projections and attention by ``bmm``-softmax-``bmm`` over a contiguous cache (on CPU, decoding a
+big batch is bound by reading that cache). Prompts of ``SHARE_MIN_WIDTH`` tokens or more stay
+shared: their keys are read once per *group* by a matrix product over its rows instead of ``n``
+matrix-vector products; shorter prompts are copied into each row's cache (fewer ops).
+``HFForwardDecoder`` drives any causal LM's own forward with a ``DynamicCache`` expanded to rows
+and pruned as they finish: the fallback for other architectures.
 """
 
 from __future__ import annotations
@@ -146,8 +147,12 @@ def _rotate(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     return x * cos + rotated * sin
 
 
-class NativeDecoder:
-    """Llama-family decoding with the prompt's KV cache shared by the rows of its group."""
+class NativeWeights:
+    """A Llama-family model's weights as ``NativeDecoder`` uses them (q/k/v and gate/up fused).
+
+    The fused matrices are copies: build new ones after the model's weights change. One instance
+    serves any number of decoders (read only).
+    """
 
     def __init__(self, model: PreTrainedModel) -> None:
         reason = native_unsupported(model)
@@ -155,18 +160,27 @@ class NativeDecoder:
             raise ValueError(f"NativeDecoder cannot run this model: {reason}")
         cfg = model.config
         base = getattr(model, model.base_model_prefix)
-        self.model = model
         self.nq = cfg.num_attention_heads
         self.nkv = getattr(cfg, "num_key_value_heads", None) or self.nq
         self.rep = self.nq // self.nkv
         self.hd = getattr(cfg, "head_dim", None) or cfg.hidden_size // self.nq
         self.scale = self.hd**-0.5
-        # Copies of the fused weights: rebuild the decoder after the model's weights change.
         self.embed = base.embed_tokens.weight.detach()
         self.layers = [_Layer(layer) for layer in base.layers]
         self.norm, self.norm_eps = base.norm.weight.detach(), _eps(base.norm)
         self.lm_head = model.get_output_embeddings().weight.detach()
         self.rotary = base.rotary_emb
+
+
+class NativeDecoder:
+    """Llama-family decoding; long prompts' KV cache shared by the rows of their group."""
+
+    def __init__(self, model: PreTrainedModel, weights: NativeWeights | None = None) -> None:
+        w = weights or NativeWeights(model)
+        self.model = model
+        self.nq, self.nkv, self.rep, self.hd, self.scale = w.nq, w.nkv, w.rep, w.hd, w.scale
+        self.embed, self.layers, self.lm_head, self.rotary = w.embed, w.layers, w.lm_head, w.rotary
+        self.norm, self.norm_eps = w.norm, w.norm_eps
         self.cos = self.sin = torch.empty(0)
 
     def prefill(self, ids: Tensor, mask: Tensor, row_group: Tensor) -> Tensor:

@@ -10,7 +10,9 @@ very logits it was sampled from, so PPO can skip a forward pass when they equal 
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Literal
 
 import torch
@@ -22,6 +24,7 @@ from zerorl.rollout.decoders import (
     Decoder,
     HFForwardDecoder,
     NativeDecoder,
+    NativeWeights,
     native_unsupported,
 )
 from zerorl.rollout.sampling import Sampler, StopDetector, token_texts
@@ -36,22 +39,28 @@ Backend = Literal["auto", "native", "hf"]
 
 @dataclass
 class _Chunk:
-    """Up to ``batch_size`` rows: ``groups`` distinct prompts, ``row_group`` (B,) maps rows."""
+    """Rows decoded together: ``groups`` distinct prompts, ``row_group`` (B,) maps rows."""
 
     groups: list[list[int]]
     row_group: Tensor
     pairs: list[tuple[int, int]]
+    seed: int
 
 
 class FastEngine:
     """Batched sampling over (prompt, sample) pairs, ``batch_size`` rows at a time.
 
-    ``backend``: ``native`` (Llama/Qwen2/Qwen3: fused projections, prompt KV shared by the ``n``
-    samples of a prompt), ``hf`` (the model's own forward with a pruned ``DynamicCache``: any
-    causal LM), ``auto`` (native when supported, else hf with a log message).
+    ``backend``: ``native`` (Llama/Qwen2/Qwen3: fused projections, long prompts' KV shared by the
+    ``n`` samples of a prompt), ``hf`` (the model's own forward with a pruned ``DynamicCache``:
+    any causal LM), ``auto`` (native when supported, else hf with a log message).
+    ``workers`` (0: one per torch thread) splits the batch into that many chunks decoded at once,
+    each in its own Python thread on one core: on CPU this beats intra-op threading, which pays a
+    barrier on every small op of a step, and one chunk's Python overhead overlaps the other's
+    kernels. Torch's thread count is set to 1 during ``generate`` and restored after.
     Finished rows leave the batch once ``compact_fraction`` of it is finished.
-    ``min_new_tokens`` suppresses EOS and stop strings before that many tokens (benchmarks use it
-    to generate fixed lengths, like ``generate(min_new_tokens=...)``).
+    ``min_new_tokens``: rows never end before that many tokens (benchmarks use it to generate
+    fixed lengths, as ``generate(min_new_tokens=...)`` does).
+    Same seed and settings (prompts, ``batch_size``, ``workers``) give the same completions.
     """
 
     def __init__(
@@ -60,6 +69,7 @@ class FastEngine:
         tokenizer: PreTrainedTokenizerBase,
         batch_size: int = 256,
         backend: Backend = "auto",
+        workers: int = 0,
         compact_fraction: float = 0.125,
         min_new_tokens: int = 0,
     ) -> None:
@@ -72,6 +82,7 @@ class FastEngine:
         self.model = model
         self.tokenizer = tokenizer
         self.batch_size = batch_size
+        self.workers = workers
         self.compact_fraction = compact_fraction
         self.min_new_tokens = min_new_tokens
         eos = model.generation_config.eos_token_id
@@ -90,27 +101,33 @@ class FastEngine:
     def generate(self, prompts: list[str], params: SamplingParams) -> list[list[Completion]]:
         """``params.n`` completions per prompt, in prompt order (see ``RolloutEngine``)."""
         prompt_ids = self.encode(prompts)
-        out: list[list[Completion | None]] = [[None] * params.n for _ in prompts]
-        was_training = self.model.training
+        workers = self.workers or torch.get_num_threads()
+        rows = min(self.batch_size, len(prompts) * params.n)  # rows decoded at once, in all
+        chunks = self._chunks(prompt_ids, params, -(-rows // workers))
+        workers = min(workers, len(chunks))
+        # Built per call: the fused weights are copies, and training changes the model's.
+        weights = NativeWeights(self.model) if self.backend == "native" else None
+        run = partial(
+            self._run_chunk, prompt_ids=prompt_ids, params=params,
+            stopper=self._stopper(params), weights=weights,
+        )  # fmt: skip
+        was_training, threads = self.model.training, torch.get_num_threads()
         self.model.eval()
         try:
-            with torch.inference_mode():
-                sampler = Sampler(params)
-                stopper = self._stopper(params)
-                decoder = self._decoder()
-                for chunk in self._chunks(prompt_ids, params.n):
-                    results = self._run_chunk(decoder, chunk, prompt_ids, params, sampler, stopper)
-                    for (i, s), completion in zip(chunk.pairs, results):
-                        out[i][s] = completion
+            if workers > 1:
+                torch.set_num_threads(1)
+                with ThreadPoolExecutor(workers, thread_name_prefix="zerorl-rollout") as pool:
+                    results = list(pool.map(run, chunks))
+            else:
+                results = [run(chunk) for chunk in chunks]
         finally:
+            torch.set_num_threads(threads)
             self.model.train(was_training)
+        out: list[list[Completion | None]] = [[None] * params.n for _ in prompts]
+        for chunk, completions in zip(chunks, results):
+            for (i, s), completion in zip(chunk.pairs, completions):
+                out[i][s] = completion
         return out  # type: ignore[return-value]
-
-    def _decoder(self) -> Decoder:
-        # Built per call: the native decoder copies fused weights, which training changes.
-        if self.backend == "native":
-            return NativeDecoder(self.model)
-        return HFForwardDecoder(self.model)
 
     def _stopper(self, params: SamplingParams) -> StopDetector:
         if params.stop and self._texts is None:
@@ -119,39 +136,46 @@ class FastEngine:
             self._decode, self._texts or [], self.eos_ids, params.stop, self.vocab_size
         )
 
-    def _chunks(self, prompt_ids: list[list[int]], n: int) -> list[_Chunk]:
+    def _chunks(
+        self, prompt_ids: list[list[int]], params: SamplingParams, size: int
+    ) -> list[_Chunk]:
         """Pairs sorted by prompt length (less padding), samples of a prompt kept together."""
-        pairs = [(i, s) for i in range(len(prompt_ids)) for s in range(n)]
+        pairs = [(i, s) for i in range(len(prompt_ids)) for s in range(params.n)]
         pairs.sort(key=lambda p: (len(prompt_ids[p[0]]), p))
         chunks = []
-        for start in range(0, len(pairs), self.batch_size):
-            part = pairs[start : start + self.batch_size]
+        for start in range(0, len(pairs), size):
+            part = pairs[start : start + size]
             order = list(dict.fromkeys(i for i, _ in part))
             index = {i: g for g, i in enumerate(order)}
             row_group = torch.tensor([index[i] for i, _ in part])
-            chunks.append(_Chunk([prompt_ids[i] for i in order], row_group, part))
+            seed = (params.seed * 1_000_003 + len(chunks)) % 2**63  # one stream per chunk
+            chunks.append(_Chunk([prompt_ids[i] for i in order], row_group, part, seed))
         return chunks
 
     def _run_chunk(
         self,
-        decoder: Decoder,
         chunk: _Chunk,
         prompt_ids: list[list[int]],
         params: SamplingParams,
-        sampler: Sampler,
         stopper: StopDetector,
+        weights: NativeWeights | None,
     ) -> list[Completion]:
         ids, mask = self._left_pad(chunk.groups)
         B, T = len(chunk.pairs), params.max_new_tokens
         tokens = torch.zeros(B, T, dtype=torch.long)
         logps = torch.zeros(B, T)
-        ends = self._decode_loop(
-            decoder, ids, mask, chunk.row_group, T, sampler, stopper, tokens, logps
-        )
-        results = []
-        for b, (i, _) in enumerate(chunk.pairs):
-            results.append(self._completion(i, prompt_ids[i], tokens[b], logps[b], ends[b], params))
-        return results
+        with torch.inference_mode():  # thread-local: entered in the thread that decodes
+            decoder = (
+                NativeDecoder(self.model, weights) if weights else HFForwardDecoder(self.model)
+            )
+            sampler = Sampler(params, seed=chunk.seed)
+            ends = self._decode_loop(
+                decoder, ids, mask, chunk.row_group, T, sampler, stopper, tokens, logps
+            )
+        return [
+            self._completion(i, prompt_ids[i], tokens[b], logps[b], ends[b], params)
+            for b, (i, _) in enumerate(chunk.pairs)
+        ]
 
     def _decode_loop(
         self,

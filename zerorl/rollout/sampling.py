@@ -24,12 +24,16 @@ class Sampler:
     log-probabilities exactly when ``temperature == 1`` and ``top_p == 1`` (the ORZ setting).
     """
 
-    def __init__(self, params: SamplingParams, device: torch.device | str = "cpu") -> None:
+    def __init__(
+        self, params: SamplingParams, seed: int | None = None, device: torch.device | str = "cpu"
+    ) -> None:
+        """``seed`` overrides ``params.seed`` (e.g. one stream per chunk of rows)."""
         self.temperature = float(params.temperature)
         self.top_p = float(params.top_p)
         if self.temperature < 0 or not 0 < self.top_p <= 1:
             raise ValueError(f"need temperature >= 0 and 0 < top_p <= 1, got {params}")
-        self.generator = torch.Generator(device=device).manual_seed(params.seed)
+        seed = params.seed if seed is None else seed
+        self.generator = torch.Generator(device=device).manual_seed(seed)
 
     def __call__(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, V) float logits -> (tokens (B,) long, model log-probabilities (B,) float)."""
