@@ -2,15 +2,17 @@
 
     python -m benchmarks.bench_step [--quick]
 
-Work per step, both sides: 16 toy prompts x 8 samples, up to 256 new tokens at temperature 1,
+Work per step, both sides: 16 toy prompts x 8 samples, up to 96 new tokens at temperature 1,
 the rule reward, one policy update on all 128 samples; the model is the tiny-cpu preset's.
-zerorl runs its ORZ step (``Trainer.train_step``: generate, reward, pack, old log-probs, values,
-GAE, 12 critic mini-batch steps, policy step) on the tiny-cpu preset, with ``FastEngine`` and
-with the current default ``HFEngine``. TRL runs ``GRPOTrainer`` (no critic, ``beta=0``: no
-reference model; HF ``generate`` for sampling). Steps interleave: each TRL step is followed by
-one step of each zerorl variant (a ``TrainerCallback``), so load hits all alike. The first step
-of each is a warm-up and is dropped. TRL's ``PPOTrainer`` left TRL after 1.12; when the installed
-TRL has none, its row says so.
+zerorl runs its ORZ step (``Trainer.train_step``: generate, reward, pack, values, GAE, 12
+critic mini-batch steps, policy step, whose forward also gives the old log-probs) on the
+tiny-cpu preset (the embedded default's settings), with ``rollout.engine`` ``fast`` and ``hf``,
+and with ``fast`` plus segment attention.
+TRL runs ``GRPOTrainer`` (no critic, ``beta=0``: no reference model; HF ``generate`` for
+sampling). Steps interleave: each TRL step is followed by one step of each zerorl variant (a
+``TrainerCallback``), so load hits all alike. The first step of each is a warm-up and is
+dropped. TRL's ``PPOTrainer`` left TRL after 1.12; when the installed TRL has none, its row says
+so.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from benchmarks.common import (
     set_threads,
 )
 
-PROMPTS, SAMPLES, MAX_NEW = 16, 8, 256
+PROMPTS, SAMPLES, MAX_NEW = 16, 8, 96  # the tiny-cpu preset's
 TARGET = 3.0
 STAGES = ("generate", "reward", "pack", "logprobs", "values", "critic_update", "policy_update")
 
@@ -44,7 +46,7 @@ def run(quick: bool = False, model: BenchModel | None = None) -> list[Row]:
     with tempfile.TemporaryDirectory(prefix="zerorl-bench-step-") as tmp:
         variants = {FAST: ("fast", False), TUNED: ("fast", True)}
         if not quick:
-            variants["zerorl PPO (HFEngine, as wired)"] = ("hf", False)
+            variants["zerorl PPO (HFEngine)"] = ("hf", False)
         zerorl = {
             name: ZerorlSteps(bm, engine, tuned, Path(tmp) / str(k))
             for k, (name, (engine, tuned)) in enumerate(variants.items())
@@ -70,36 +72,29 @@ def run(quick: bool = False, model: BenchModel | None = None) -> list[Row]:
 
 
 FAST = "zerorl PPO (FastEngine)"
-TUNED = "zerorl PPO (FastEngine + suggested)"
-# Suggested (docs/performance.md): rows that hold a few samples each, so the critic's 12
-# mini-batch steps make about one pass instead of four, and attention per sample.
-SUGGESTED = ["train.pack_length=512"]
+TUNED = "zerorl PPO (FastEngine + segment attention)"
 
 
 class ZerorlSteps:
     """A tiny-cpu Trainer on the bench model whose ``step`` runs and times one ORZ step.
 
-    ``tuned``: the preset plus ``SUGGESTED`` overrides and segment attention in both models.
+    ``tuned``: segment attention in both models (``zerorl.rollout.segment_attention``).
     """
 
     def __init__(self, bm: BenchModel, engine: str, tuned: bool, out: Path) -> None:
         from zerorl.config import load_config
         from zerorl.data.stream import PromptStream
         from zerorl.roles import build_local_roles
-        from zerorl.rollout.fast import FastEngine
         from zerorl.rollout.segment_attention import use_segment_attention
         from zerorl.rundir import RunDir
         from zerorl.trainer import Trainer
 
-        overrides = [f"model.path={bm.path}", "train.num_threads=0", *(SUGGESTED if tuned else [])]
+        overrides = [f"model.path={bm.path}", "train.num_threads=0", f"rollout.engine={engine}"]
         cfg = load_config("tiny-cpu", overrides=overrides)
         self.roles = build_local_roles(cfg)
         if tuned:
             use_segment_attention(self.roles.policy.model)
             use_segment_attention(self.roles.critic.critic.backbone)
-        if engine == "fast":
-            r = self.roles
-            r.engine = FastEngine(r.policy.model, r.tokenizer, batch_size=cfg.rollout.batch_size)
         self.run = RunDir.create(out, cfg)
         stream = PromptStream(bm.problems, cfg.train.seed, cfg.data.shuffle)
         self.trainer = Trainer(cfg, self.roles, stream, {}, self.run)
@@ -125,8 +120,6 @@ def _zerorl_row(name: str, z: ZerorlSteps, trl_times: list[float]) -> Row:
     note = f"mean response {length:.0f} tokens; " + ", ".join(
         f"{s} {t:.2f}s" for s, t in stages.items()
     )
-    if name == TUNED:
-        note = f"{', '.join(SUGGESTED)} + segment attention; {note}"
     row = Row("PPO step", name, seconds, "s/step", note=note, extra={"stages": stages})
     if len(trl_times) > 1:
         row.baseline, row.ratio = "TRL GRPOTrainer", median(trl_times[1:]) / seconds

@@ -21,7 +21,7 @@ import ray
 
 import zerorl.launch as launch
 from zerorl.config import load_config
-from zerorl.distributed.builder import PACKAGE_ROOT, build_ray_roles
+from zerorl.distributed.builder import PACKAGE_ROOT
 from zerorl.distributed.settings import DistSettings
 
 
@@ -47,21 +47,22 @@ def tiny_overrides(root: Path) -> list[str]:
 def timed_run(preset: str | None, overrides: list[str], backend: str, root: Path, cpus: int):
     cfg = load_config(preset, None, [*overrides, f"train.backend={backend}", "eval.benchmarks=[]"])
     dist = DistSettings(cpus_per_slot=1.0, reward_cpus=min(1.0, cpus - 1.0))
-    local, started = launch.build_local_roles, {}
+    import zerorl.distributed.builder as builder
+
+    local, remote, started = launch.build_local_roles, builder.build_ray_roles, {}
 
     def build(cfg, checkpoint=None):
         t = time.perf_counter()
-        roles = (
-            build_ray_roles(cfg, checkpoint, dist) if backend == "ray" else local(cfg, checkpoint)
-        )
+        roles = remote(cfg, checkpoint, dist) if backend == "ray" else local(cfg, checkpoint)
         started["s"] = time.perf_counter() - t
         return roles
 
-    launch.build_local_roles = build
+    # run_training builds the roles with these two; wrap them to time the start-up.
+    launch.build_local_roles, builder.build_ray_roles = build, build
     try:
         metrics = launch.run_training(cfg, root / backend).read_metrics()
     finally:
-        launch.build_local_roles = local
+        launch.build_local_roles, builder.build_ray_roles = local, remote
     return started["s"], [m for m in metrics if m["step"] > 0]
 
 
@@ -87,6 +88,11 @@ def main() -> None:
     for key in keys:
         local, ray_ = (statistics.median(m[key] for m in r[1][1:]) for r in results.values())
         print(f"{key:24} {local:9.3f} {ray_:9.3f} {ray_ - local:10.3f}")
+    timing = ("time/", "throughput/")
+    same = [
+        {k: v for k, v in m.items() if not k.startswith(timing)} for m in results["local"][1]
+    ] == [{k: v for k, v in m.items() if not k.startswith(timing)} for m in results["ray"][1]]
+    print(f"metrics other than time/ and throughput/ identical on both backends: {same}")
 
 
 if __name__ == "__main__":

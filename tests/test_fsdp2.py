@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from zerorl.core.losses import masked_mean
 from zerorl.core.packing import pack
 from zerorl.distributed import fsdp
 from zerorl.distributed.settings import ModelSpec, RankSpec
@@ -56,9 +57,9 @@ def workers(model_dir: Path) -> tuple[PolicyWorker, CriticWorker]:
     return policy, critic
 
 
-def rank_spec(model_dir: Path, world: int) -> RankSpec:
+def rank_spec(model_dir: Path, world: int, steps: int = 1) -> RankSpec:
     model = ModelSpec(str(model_dir), "float32", "sdpa", gradient_checkpointing=False, seed=42)
-    return RankSpec(model, OPTIM, world, "cpu", 1, 60, critic_steps=CRITIC_STEPS)
+    return RankSpec(model, OPTIM, world, "cpu", 1, 60, steps=steps)
 
 
 def max_diff(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
@@ -77,9 +78,9 @@ def test_row_split_and_padding_plan():
 def test_one_rank_is_bit_identical_to_the_workers(tiny_model_dir):
     batch, advantages, returns = make_batch()
     policy, critic = workers(tiny_model_dir)
-    spec = rank_spec(tiny_model_dir, world=1)
+    spec, c_spec = rank_spec(tiny_model_dir, 1), rank_spec(tiny_model_dir, 1, CRITIC_STEPS)
     p1 = ShardedPolicy(load_policy_rank(spec.model, 0, 1, "cpu"), spec, 0)
-    c1 = ShardedCritic(load_critic_rank(spec.model, 0, 1, "cpu"), spec, 0)
+    c1 = ShardedCritic(load_critic_rank(spec.model, 0, 1, "cpu"), c_spec, 0)
     old = policy.logprobs(batch)
     assert torch.equal(old.logprobs, p1.logprobs(batch).logprobs)
     values = critic.values(batch)
@@ -92,6 +93,42 @@ def test_one_rank_is_bit_identical_to_the_workers(tiny_model_dir):
     )
     assert max_diff(policy.model.state_dict(), p1.full_state_dict()) == 0.0
     assert max_diff(critic.critic.state_dict(), c1.full_state_dict()) == 0.0
+
+
+def test_on_policy_step_needs_no_separate_logprob_forward(tiny_model_dir):
+    """One step right after generation: the update's own detached log-probs are the old ones, so
+    skipping the no-grad forward (``old_logprobs=None``) changes no number."""
+    batch, advantages, _ = make_batch()
+    a, _ = workers(tiny_model_dir)
+    b, _ = workers(tiny_model_dir)
+    old = a.logprobs(batch)
+    with_old, without = a.train(batch, advantages, old.logprobs), b.train(batch, advantages, None)
+    assert vars(with_old) == vars(without)
+    assert max_diff(a.model.state_dict(), b.model.state_dict()) == 0.0
+    assert with_old.clip_frac == 0.0 and abs(with_old.approx_kl) < 1e-12
+    assert with_old.entropy == pytest.approx(
+        float(masked_mean(old.entropy, batch.response_mask, "row-mean")), rel=1e-6
+    )
+
+
+def test_several_policy_steps_match_between_worker_and_rank(tiny_model_dir):
+    """``ppo.policy_steps`` > 1: seeded mini-batches, one optimiser step each, the same on the
+    local worker and a one-rank group; off-policy after the first, so old log-probs are needed."""
+    batch, advantages, _ = make_batch()
+    policy = PolicyWorker(load_policy(str(tiny_model_dir)), OPTIM, steps=3)
+    spec = rank_spec(tiny_model_dir, 1, steps=3)
+    p1 = ShardedPolicy(load_policy_rank(spec.model, 0, 1, "cpu"), spec, 0)
+    old = policy.logprobs(batch).logprobs
+    local, ranked = (
+        policy.train(batch, advantages, old, seed=5),
+        p1.train(batch, advantages, old, seed=5),
+    )
+    assert vars(local) == vars(ranked)
+    assert max_diff(policy.model.state_dict(), p1.full_state_dict()) == 0.0
+    assert policy.scheduler.last_epoch == 3  # three optimiser steps
+    assert local.clip_frac > 0 or local.approx_kl != 0  # later mini-batches are off-policy
+    with pytest.raises(ValueError, match="old_logprobs"):
+        policy.train(batch, advantages, None)
 
 
 def free_port() -> int:

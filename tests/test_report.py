@@ -111,3 +111,14 @@ def test_step_moments_are_marked_on_the_curves(tmp_path):
         ]
         assert marks == [data.moments[0].step], name
     assert "step moments: step " in write_report(tmp_path).read_text()
+
+
+def test_stage_logged_at_some_steps_only_stacks_as_zero_elsewhere():
+    """``time/eval`` exists at the evaluated steps only: its bar is 0 at the others."""
+    from zerorl.eval.plots import Series, time_figure
+
+    fig = time_figure([Series("generate", [1, 2, 3], [1.0, 2.0, 3.0]), Series("eval", [3], [5.0])])
+    generate, evaluate = fig.axes[0].containers
+    assert [r.get_height() for r in generate] == [1.0, 2.0, 3.0]
+    assert [r.get_height() for r in evaluate] == [0.0, 0.0, 5.0]
+    assert [r.get_y() for r in evaluate] == [1.0, 2.0, 3.0]  # stacked on the stages below

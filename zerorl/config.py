@@ -86,7 +86,10 @@ class PPOConfig:
     clip_eps: float = _f(0.2, "PPO ratio clip ε")
     value_clip: float = _f(0.2, "critic value clip")
     normalize_advantages: bool = _f(True, "whiten advantages over all response tokens of the batch")
-    policy_steps: int = _f(1, "policy optimiser steps per generation (1 = strictly on-policy)")
+    policy_steps: int = _f(1, "policy optimiser steps (mini-batches) per generation (ORZ: 1)")
+    recompute_logprobs: bool = _f(
+        False, "one policy step: compute old log-probs in their own forward anyway (same numbers)"
+    )
     critic_steps: int = _f(12, "critic optimiser steps (mini-batches) per generation")
     kl_penalty_coef: float = _f(0.0, "ablation: KL-to-reference penalty in the reward (ORZ: off)")
     kl_loss_coef: float = _f(0.0, "ablation: KL-to-reference loss term (ORZ: off)")

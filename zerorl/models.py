@@ -91,9 +91,24 @@ def load_policy(
     """The policy: a causal LM from ``path`` (directory, hub id, ``.gguf`` file or ``toy``)."""
     location, gguf = resolve_model_path(path)
     kwargs = {"gguf_file": gguf} if gguf else {}
-    return AutoModelForCausalLM.from_pretrained(
+    model = AutoModelForCausalLM.from_pretrained(
         location, dtype=DTYPES[dtype], attn_implementation=attn_implementation, **kwargs
     )
+    return _without_gguf_quantizer(model)
+
+
+def _without_gguf_quantizer(model: PreTrainedModel) -> PreTrainedModel:
+    """A GGUF checkpoint is de-quantized at load into ordinary float weights, but transformers
+    keeps its GGUF quantizer attached and ``save_pretrained`` then refuses to save. Detach it, so
+    checkpoints save (and load back) as plain Hugging Face models."""
+    if getattr(model, "hf_quantizer", None) is None:
+        return model
+    if any(not p.is_floating_point() for p in model.parameters()):
+        raise ValueError("this GGUF checkpoint kept quantized weights: it cannot be trained")
+    model.hf_quantizer, model.is_quantized, model.quantization_method = None, False, None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    return model
 
 
 class Critic(nn.Module):
@@ -152,7 +167,8 @@ def load_critic(
     if head_file.exists():
         backbone = AutoModel.from_pretrained(location, **common)
     else:
-        backbone = _backbone_of(AutoModelForCausalLM.from_pretrained(location, **common))
+        lm = _without_gguf_quantizer(AutoModelForCausalLM.from_pretrained(location, **common))
+        backbone = _backbone_of(lm)
     hidden = backbone.config.get_text_config().hidden_size
     head = nn.Linear(hidden, 1, bias=False, dtype=torch.float32)
     if head_file.exists():

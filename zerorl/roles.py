@@ -69,6 +69,7 @@ def build_local_roles(cfg: Config, checkpoint: Path | None = None) -> Roles:
         aggregation=p.loss_aggregation,
         kl_loss_coef=p.kl_loss_coef,
         entropy_coef=p.entropy_coef,
+        steps=p.policy_steps,
     )
     critic = CriticWorker(
         critic_model,

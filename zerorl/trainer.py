@@ -16,7 +16,7 @@ import torch
 
 from zerorl.config import Config
 from zerorl.core.advantages import normalize, packed_gae
-from zerorl.core.losses import explained_variance, kl_to_reference, masked_mean
+from zerorl.core.losses import explained_variance, kl_to_reference
 from zerorl.core.packing import pack, packing_efficiency
 from zerorl.data.stream import PromptStream
 from zerorl.data.template import STOP_STRINGS, render
@@ -98,18 +98,19 @@ class Trainer:
         with timer("pack"):
             batch = self.make_experience(samples)
         with timer("logprobs"):
-            old = roles.policy.logprobs(batch)
+            old = roles.policy.logprobs(batch).logprobs if self.needs_old_logprobs else None
             ref = roles.reference.logprobs(batch).logprobs if roles.reference else None
         with timer("values"):
             values = roles.critic.values(batch)
         with timer("advantages"):
-            advantages, returns = self.advantages(batch, values, old.logprobs, ref)
+            advantages, returns = self.advantages(batch, values, old, ref)
         with timer("critic_update"):
             critic = roles.critic.train(
                 batch, returns, values, step_seed(cfg.train.seed, self.step, 1)
             )
         with timer("policy_update"):
-            policy = roles.policy.train(batch, advantages, old.logprobs, ref)
+            policy_seed = step_seed(cfg.train.seed, self.step, 3)
+            policy = roles.policy.train(batch, advantages, old, ref, seed=policy_seed)
         with timer("sync_weights"):
             roles.engine.sync_weights(roles.policy)
         timer.times["time/step"] = time.perf_counter() - start
@@ -118,7 +119,6 @@ class Trainer:
             **self.sample_metrics(samples),
             **{f"policy/{k}": v for k, v in vars(policy).items()},
             **{f"critic/{k}": v for k, v in vars(critic).items()},
-            "policy/entropy": float(masked_mean(old.entropy, batch.response_mask)),
             "critic/explained_variance": explained_variance(values, returns, batch.response_mask),
             "pack/rows": batch.num_rows,
             "pack/efficiency": packing_efficiency(batch),
@@ -129,6 +129,14 @@ class Trainer:
         return metrics, self.rollout_records(samples)
 
     # ------------------------------------------------------------------ stages
+
+    @property
+    def needs_old_logprobs(self) -> bool:
+        """Whether the ``logprobs`` stage runs a forward. With one policy step right after
+        generation the update's own detached log-probs are the old ones (same numbers, one
+        forward less); more steps, the KL penalty or ``ppo.recompute_logprobs`` need them."""
+        p = self.cfg.ppo
+        return p.policy_steps > 1 or p.kl_penalty_coef > 0 or p.recompute_logprobs
 
     def sampling_params(self) -> SamplingParams:
         r = self.cfg.rollout
@@ -174,13 +182,13 @@ class Trainer:
         self,
         batch: PackedBatch,
         values: torch.Tensor,
-        logprobs: torch.Tensor,
+        logprobs: torch.Tensor | None,
         ref_logprobs: torch.Tensor | None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Packed GAE on the token rewards (minus a KL penalty in that ablation), then whitening."""
         p = self.cfg.ppo
         rewards = batch.token_rewards
-        if ref_logprobs is not None and p.kl_penalty_coef > 0:
+        if logprobs is not None and ref_logprobs is not None and p.kl_penalty_coef > 0:
             rewards = rewards - p.kl_penalty_coef * kl_to_reference(logprobs, ref_logprobs, "k1")
         adv, returns = packed_gae(
             rewards, values, batch.response_mask, batch.segment_ids, p.gamma, p.lam

@@ -59,6 +59,7 @@ class PolicyStats:
     grad_norm: float
     lr: float
     kl_loss: float = 0.0
+    entropy: float = 0.0
 
 
 @dataclass
@@ -104,7 +105,7 @@ def accumulate_policy_grads(
     batch: PackedBatch,
     plan: Plan,
     advantages: torch.Tensor,
-    old_logprobs: torch.Tensor,
+    old_logprobs: torch.Tensor | None,
     ref_logprobs: torch.Tensor | None,
     spec: PolicyLoss,
 ) -> dict[str, float]:
@@ -112,18 +113,26 @@ def accumulate_policy_grads(
 
     The loss is the PPO clip loss aggregated over response tokens, plus ``kl_loss_coef`` times
     the k3 KL to ``ref_logprobs`` and minus ``entropy_coef`` times the entropy when those are on.
-    Returns the weighted sums of loss, clip_frac, approx_kl and kl_loss (fillers excluded).
-    Shared by the local worker and the sharded ranks, so the two compute the same floats.
+    ``old_logprobs`` None: the weights are those that sampled the batch (the first optimiser step
+    after generation), so the old log-probs are this forward's own, detached: the same numbers
+    as a separate no-grad forward, without running it.
+    Returns the weighted sums of loss, clip_frac, approx_kl, kl_loss and entropy (the policy's
+    token entropy, aggregated as the loss; fillers excluded). Shared by the local worker and the
+    sharded ranks, so the two compute the same floats.
     """
-    totals = dict.fromkeys(("loss", "clip_frac", "approx_kl", "kl_loss"), 0.0)
+    totals = dict.fromkeys(("loss", "clip_frac", "approx_kl", "kl_loss", "entropy"), 0.0)
     for rows, weight in plan:
         sub = batch.rows(rows)
         logits = forward(sub)
         dev = logits.device
         mask = sub.response_mask.to(dev)
         lp = token_logprobs(logits, sub.input_ids.to(dev))
-        old, adv = old_logprobs[rows].to(dev), advantages[rows].to(dev)
-        loss, m = policy_loss(lp, old, adv, mask, spec.clip_eps, spec.aggregation)
+        old = lp.detach() if old_logprobs is None else old_logprobs[rows].to(dev)
+        loss, m = policy_loss(
+            lp, old, advantages[rows].to(dev), mask, spec.clip_eps, spec.aggregation
+        )
+        with torch.no_grad():
+            ent = masked_mean(shift_right(entropy(logits)), mask, spec.aggregation)
         kl = None
         if ref_logprobs is not None and spec.kl_loss_coef > 0:
             kl = masked_mean(
@@ -131,24 +140,28 @@ def accumulate_policy_grads(
             )
             loss = loss + spec.kl_loss_coef * kl
         if spec.entropy_coef > 0:
-            ent = masked_mean(shift_right(entropy(logits)), mask, spec.aggregation)
-            loss = loss - spec.entropy_coef * ent
+            bonus = masked_mean(shift_right(entropy(logits)), mask, spec.aggregation)
+            loss = loss - spec.entropy_coef * bonus
         (loss * weight).backward()
         if weight:
             totals["loss"] += float(loss.detach()) * weight
             totals["clip_frac"] += m["clip_frac"] * weight
             totals["approx_kl"] += m["approx_kl"] * weight
             totals["kl_loss"] += float(kl) * weight if kl is not None else 0.0
+            totals["entropy"] += float(ent) * weight
     return totals
 
 
-def critic_minibatches(n_rows: int, steps: int, seed: int) -> list[list[int]]:
-    """The rows of each of the critic's ``steps`` mini-batches.
+def minibatches(n_rows: int, steps: int, seed: int) -> list[list[int]]:
+    """The rows of each of ``steps`` mini-batches (one optimiser step each).
 
-    A pass over the batch shuffles the rows (seeded) into ``min(steps, n_rows)`` mini-batches;
-    with fewer rows than steps, a new pass (new shuffle) follows. ORZ's 12 mini-batch steps are
-    one pass: give the batch at least 12 rows (``train.pack_length``) to match it.
+    One step: the whole batch, in order. More: a pass over the batch shuffles the rows (seeded)
+    into ``min(steps, n_rows)`` mini-batches; with fewer rows than steps, a new pass (new
+    shuffle) follows. ORZ's 12 critic steps are one pass: give the batch at least 12 rows
+    (``train.pack_length``) to match it.
     """
+    if steps == 1:
+        return [list(range(n_rows))]
     g = torch.Generator().manual_seed(seed)
     out: list[list[int]] = []
     while len(out) < steps:
@@ -185,6 +198,12 @@ def accumulate_value_grads(
     return loss_sum, clip_sum
 
 
+def mean_policy_stats(parts: list[dict[str, float]]) -> PolicyStats:
+    """One ``PolicyStats`` for several optimiser steps: means, and the first step's lr."""
+    mean = {k: sum(p[k] for p in parts) / len(parts) for k in parts[0]}
+    return PolicyStats(**{**mean, "lr": parts[0]["lr"]})
+
+
 class PolicyWorker:
     """Holds the policy; one ``train`` call = exactly ``steps`` optimiser steps (ORZ: 1)."""
 
@@ -197,12 +216,14 @@ class PolicyWorker:
         aggregation: Aggregation = "row-mean",
         kl_loss_coef: float = 0.0,
         entropy_coef: float = 0.0,
+        steps: int = 1,
     ) -> None:
         self.model = model
         self.settings = optim
         self.optimizer, self.scheduler = make_optimizer(model.parameters(), optim)
         self.micro_rows = micro_rows
         self.loss_spec = PolicyLoss(clip_eps, aggregation, kl_loss_coef, entropy_coef)
+        self.steps = steps
 
     def _forward(self, batch: PackedBatch) -> torch.Tensor:
         # attention_mask=None + restarting position ids: transformers isolates packed samples.
@@ -226,27 +247,35 @@ class PolicyWorker:
         self,
         batch: PackedBatch,
         advantages: torch.Tensor,
-        old_logprobs: torch.Tensor,
+        old_logprobs: torch.Tensor | None,
         ref_logprobs: torch.Tensor | None = None,
+        seed: int = 0,
     ) -> PolicyStats:
-        """One optimiser step with gradients accumulated over all rows of the batch.
+        """``steps`` optimiser steps over ``minibatches`` of the rows (ORZ: one over the whole
+        batch), gradients accumulated over micro-batches of ``micro_rows`` rows.
 
         The loss is ``aggregation`` over response tokens (ORZ: each row's token mean, averaged over
         rows), plus the KL-loss and entropy ablation terms when on (``accumulate_policy_grads``).
+        ``old_logprobs`` may be None only when ``steps`` is 1 (strictly on-policy).
         """
+        if old_logprobs is None and self.steps > 1:
+            raise ValueError("old_logprobs are needed for more than one policy step")
         self.model.train()
-        self.optimizer.zero_grad(set_to_none=True)
-        n_rows = batch.num_rows
-        # weight = the rows' share: a mean over rows == ORZ's average over packed sequences
-        plan = [(r, len(r) / n_rows) for r in _micro_batches(list(range(n_rows)), self.micro_rows)]
-        totals = accumulate_policy_grads(
-            self._forward, batch, plan, advantages, old_logprobs, ref_logprobs, self.loss_spec
-        )
-        grad_norm = nn.utils.clip_grad_norm_(self.model.parameters(), self.settings.grad_clip)
-        lr = self.scheduler.get_last_lr()[0]
-        self.optimizer.step()
-        self.scheduler.step()
-        return PolicyStats(grad_norm=float(grad_norm), lr=lr, **totals)
+        parts = []
+        for minibatch in minibatches(batch.num_rows, self.steps, seed):
+            self.optimizer.zero_grad(set_to_none=True)
+            # weight = the rows' share: a mean over rows == ORZ's average over packed sequences
+            micro = _micro_batches(minibatch, self.micro_rows)
+            plan = [(r, len(r) / len(minibatch)) for r in micro]
+            totals = accumulate_policy_grads(
+                self._forward, batch, plan, advantages, old_logprobs, ref_logprobs, self.loss_spec
+            )
+            norm = nn.utils.clip_grad_norm_(self.model.parameters(), self.settings.grad_clip)
+            parts.append({**totals, "grad_norm": float(norm)})
+            parts[-1]["lr"] = self.scheduler.get_last_lr()[0]
+            self.optimizer.step()
+            self.scheduler.step()
+        return mean_policy_stats(parts)
 
     def save(self, directory: Path) -> None:
         """Weights in Hugging Face format plus the optimiser and schedule state."""
@@ -297,7 +326,7 @@ class CriticWorker:
         fixes the shuffles)."""
         self.critic.train()
         losses, clips, norms, lrs = [], [], [], []
-        for minibatch in critic_minibatches(batch.num_rows, self.steps, seed):
+        for minibatch in minibatches(batch.num_rows, self.steps, seed):
             self.optimizer.zero_grad(set_to_none=True)
             plan = [
                 (r, len(r) / len(minibatch)) for r in _micro_batches(minibatch, self.micro_rows)

@@ -78,10 +78,11 @@ class PolicyActor(_TrainActor):
         self,
         batch: PackedBatch,
         advantages: torch.Tensor,
-        old_logprobs: torch.Tensor,
+        old_logprobs: torch.Tensor | None,
         ref_logprobs: torch.Tensor | None,
+        seed: int,
     ) -> PolicyStats:
-        return self.worker.train(batch, advantages, old_logprobs, ref_logprobs)
+        return self.worker.train(batch, advantages, old_logprobs, ref_logprobs, seed)
 
     def state_dict(self, dtype: str) -> dict[str, torch.Tensor]:
         """The full weights in ``dtype`` on rank 0 (an empty dict on the others)."""

@@ -85,10 +85,10 @@ def threads(cfg: Config) -> int:
 
 
 def rank_spec(
-    cfg: Config, s: DistSettings, path: str, lr: float, clip: float, world: int
+    cfg: Config, s: DistSettings, path: str, lr: float, clip: float, steps: int, world: int
 ) -> RankSpec:
-    """A training group's spec: ``clip`` is the policy's ratio clip or the critic's value clip;
-    ``lr`` 0 for the (never trained) reference."""
+    """A training group's spec: ``clip`` and ``steps`` are the policy's ratio clip and steps or
+    the critic's value clip and steps; ``lr`` 0 for the (never trained) reference."""
     m, p, t = cfg.model, cfg.ppo, cfg.train
     model = ModelSpec(
         resolve_model_path(path)[0], m.dtype, m.attn_implementation, m.gradient_checkpointing,
@@ -97,8 +97,7 @@ def rank_spec(
     return RankSpec(
         model, optim_settings(cfg, lr), world, "cuda" if s.num_gpus_per_node else "cpu",
         threads(cfg), s.call_timeout_s, t.micro_rows, p.loss_aggregation,
-        clip, p.kl_loss_coef, p.entropy_coef,
-        p.critic_steps,
+        clip, p.kl_loss_coef, p.entropy_coef, steps,
     )  # fmt: skip
 
 
@@ -178,20 +177,22 @@ def _build(cfg: Config, checkpoint: Path | None, s: DistSettings, cluster: RayCl
     engines = start_engines(cfg, s, policy_path, plan.engines, pg, cluster)
     phases = Phases(enabled=s.colocate)
 
-    def group(cls, name: str, path: str, lr: float, clip: float, seats: list[Seat]):
-        spec = rank_spec(cfg, s, path, lr, clip, len(seats))
+    def group(cls, name: str, path: str, lr: float, clip: float, steps: int, seats: list[Seat]):
+        spec = rank_spec(cfg, s, path, lr, clip, steps, len(seats))
         return start_group(cls, name, spec, seats, pg, cluster, s.start_timeout_s)
 
     o = cfg.optim
-    policy_members = group(PolicyActor, "policy", policy_path, o.policy_lr, p.clip_eps, plan.policy)
+    policy_members = group(
+        PolicyActor, "policy", policy_path, o.policy_lr, p.clip_eps, p.policy_steps, plan.policy
+    )
     policy = PolicyGroup(policy_members, s.call_timeout_s, phases)
     critic_members = group(
-        CriticActor, "critic", critic_path, o.critic_lr, p.value_clip, plan.critic
+        CriticActor, "critic", critic_path, o.critic_lr, p.value_clip, p.critic_steps, plan.critic
     )
     critic = CriticGroup(critic_members, s.call_timeout_s, phases)
     reference = None
     if with_reference:  # the initial policy, also when resuming
-        members = group(PolicyActor, "reference", m.path, 0.0, p.clip_eps, plan.reference)
+        members = group(PolicyActor, "reference", m.path, 0.0, p.clip_eps, 1, plan.reference)
         reference = PolicyGroup(members, s.call_timeout_s, phases)
     ready = [(e, e.actor.ready.remote()) for e in engines] + [(reward, reward_actor.ready.remote())]
     wait_all(ready, "start", s.start_timeout_s)

@@ -155,13 +155,14 @@ class PolicyGroup(_Group):
         self,
         batch: PackedBatch,
         advantages: torch.Tensor,
-        old_logprobs: torch.Tensor,
+        old_logprobs: torch.Tensor | None,
         ref_logprobs: torch.Tensor | None = None,
+        seed: int = 0,
     ) -> PolicyStats:
-        """One optimiser step over the whole batch, its rows spread over the ranks."""
+        """``PolicyWorker.train`` with each mini-batch's rows spread over the ranks."""
         self.phases.training()
         args = [ray.put(x) for x in (batch, advantages, old_logprobs, ref_logprobs)]
-        parts = self._run("train", [a.train.remote(*args) for a in self.actors])
+        parts = self._run("train", [a.train.remote(*args, seed) for a in self.actors])
         return _sum_parts(parts, PolicyStats, ("grad_norm", "lr"))
 
     def state_ref(self, dtype: str) -> ray.ObjectRef:

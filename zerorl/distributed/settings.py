@@ -80,7 +80,7 @@ class RankSpec:
     clip_eps: float = 0.2  # policy ratio clip or critic value clip
     kl_loss_coef: float = 0.0
     entropy_coef: float = 0.0
-    critic_steps: int = 12
+    steps: int = 1  # optimiser steps per train call (ppo.policy_steps / ppo.critic_steps)
 
 
 @dataclass(frozen=True)

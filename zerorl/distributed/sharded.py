@@ -29,13 +29,15 @@ from zerorl.types import PackedBatch
 from zerorl.workers import (
     OPTIM_FILE,
     CriticStats,
+    Plan,
     PolicyLoss,
     PolicyOutput,
     PolicyStats,
     accumulate_policy_grads,
     accumulate_value_grads,
-    critic_minibatches,
     make_optimizer,
+    mean_policy_stats,
+    minibatches,
 )
 
 MicroPlan = list[tuple[list[int], bool]]
@@ -141,6 +143,12 @@ class _Rank:
         parts = split_rows(list(range(n)), self.world)
         return micro_plan(parts, self.rank, micro_rows, filler=0)
 
+    def _minibatch_plan(self, minibatch: list[int]) -> Plan:
+        """This rank's micro-batches of ``minibatch`` with their loss weights (0: a filler)."""
+        parts = split_rows(minibatch, self.world)
+        plan = micro_plan(parts, self.rank, self.spec.micro_rows, filler=minibatch[0])
+        return [(rows, len(rows) / len(minibatch) if real else 0.0) for rows, real in plan]
+
     def full_state_dict(self) -> dict[str, torch.Tensor]:
         """All weights on rank 0 (empty elsewhere); every rank must call it."""
         return fsdp.full_state_dict(self.model, self.sharded)
@@ -204,28 +212,28 @@ class ShardedPolicy(_Rank):
         self,
         batch: PackedBatch,
         advantages: torch.Tensor,
-        old_logprobs: torch.Tensor,
+        old_logprobs: torch.Tensor | None,
         ref_logprobs: torch.Tensor | None = None,
+        seed: int = 0,
     ) -> PolicyStats:
-        """One optimiser step for the group. Returned loss, clip_frac, approx_kl and kl_loss are
-        this rank's parts of the batch means (the group sums them); grad_norm and lr are global."""
+        """``PolicyWorker.train`` for the group: the same mini-batches (same ``seed``), each split
+        over the ranks. Returned loss, clip_frac, approx_kl, kl_loss and entropy are this rank's
+        parts of the batch means (the group sums them); grad_norm and lr are global."""
         s = self.spec
         self.model.train()
-        self.optimizer.zero_grad(set_to_none=True)
-        n_rows = batch.num_rows
-        plan = [
-            (rows, len(rows) / n_rows if real else 0.0)
-            for rows, real in self._plan(n_rows, s.micro_rows)
-        ]
-        spec = PolicyLoss(s.clip_eps, s.aggregation, s.kl_loss_coef, s.entropy_coef)
-        totals = accumulate_policy_grads(
-            self._forward, batch, plan, advantages, old_logprobs, ref_logprobs, spec
-        )
-        norm = fsdp.grad_norm(self.model, s.optim.grad_clip)
-        lr = self.scheduler.get_last_lr()[0]
-        self.optimizer.step()
-        self.scheduler.step()
-        return PolicyStats(grad_norm=norm, lr=lr, **totals)
+        loss_spec = PolicyLoss(s.clip_eps, s.aggregation, s.kl_loss_coef, s.entropy_coef)
+        parts = []
+        for minibatch in minibatches(batch.num_rows, s.steps, seed):
+            self.optimizer.zero_grad(set_to_none=True)
+            plan = self._minibatch_plan(minibatch)
+            totals = accumulate_policy_grads(
+                self._forward, batch, plan, advantages, old_logprobs, ref_logprobs, loss_spec
+            )
+            norm = fsdp.grad_norm(self.model, s.optim.grad_clip)
+            parts.append({**totals, "grad_norm": norm, "lr": self.scheduler.get_last_lr()[0]})
+            self.optimizer.step()
+            self.scheduler.step()
+        return mean_policy_stats(parts)
 
     def save(self, directory: str | Path) -> None:
         """Hugging Face weights (rank 0) and ``optimizer.pt``; every rank must call it."""
@@ -263,18 +271,14 @@ class ShardedCritic(_Rank):
         s = self.spec
         self.model.train()
         losses, clips, norms, lrs = [], [], [], []
-        for minibatch in critic_minibatches(batch.num_rows, s.critic_steps, seed):
+        for minibatch in minibatches(batch.num_rows, s.steps, seed):
             self.optimizer.zero_grad(set_to_none=True)
-            parts = split_rows(minibatch, self.world)
-            plan = [
-                (rows, len(rows) / len(minibatch) if real else 0.0)
-                for rows, real in micro_plan(parts, self.rank, s.micro_rows, filler=minibatch[0])
-            ]
+            plan = self._minibatch_plan(minibatch)
             loss, clip = accumulate_value_grads(
                 self._values, batch, plan, returns, old_values, s.clip_eps, s.aggregation
             )
-            losses.append(loss / s.critic_steps)
-            clips.append(clip / s.critic_steps)
+            losses.append(loss / s.steps)
+            clips.append(clip / s.steps)
             norms.append(fsdp.grad_norm(self.model, s.optim.grad_clip))
             lrs.append(self.scheduler.get_last_lr()[0])
             self.optimizer.step()

@@ -136,8 +136,10 @@ def time_figure(stages: Sequence[Series]) -> Figure:
     if not stages:
         return empty_figure(title, "no time/* metrics")
     fig, ax = _figure(title, "seconds")
-    steps = stages[0].steps
-    heights = [[v if v == v else 0.0 for v in s.values] for s in stages]
+    # Stages may be logged at some steps only (time/eval): 0 where a stage did not run.
+    steps = sorted({step for s in stages for step in s.steps})
+    by_step = [dict(zip(s.steps, s.values, strict=True)) for s in stages]
+    heights = [[v if (v := d.get(step, 0.0)) == v else 0.0 for step in steps] for d in by_step]
     labels = [s.label for s in stages]
     if len(steps) > BAR_STEPS:
         ax.stackplot(steps, heights, labels=labels)

@@ -64,15 +64,16 @@ class HFEngine:
         width = max(len(x) for x in ids)
         input_ids = torch.tensor([[pad] * (width - len(x)) + x for x in ids])
         attention = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in ids])
-        kwargs = {}
+        kwargs: dict[str, object] = {}
         if params.stop:
             kwargs = {"stop_strings": list(params.stop), "tokenizer": self.tokenizer}
+        if params.temperature > 0:
+            kwargs |= {"do_sample": True, "temperature": params.temperature, "top_p": params.top_p}
+        else:  # temperature 0 means greedy, as in vLLM and FastEngine
+            kwargs |= {"do_sample": False, "temperature": None, "top_p": None}
         sequences = self.model.generate(
             input_ids=input_ids.to(self.model.device),
             attention_mask=attention.to(self.model.device),
-            do_sample=True,
-            temperature=params.temperature,
-            top_p=params.top_p,
             top_k=0,
             max_new_tokens=params.max_new_tokens,
             pad_token_id=pad,
