@@ -234,20 +234,24 @@ class Trainer:
             ),
         }
 
-    @staticmethod
     def throughput(
-        samples: list[ScoredSample], batch: PackedBatch, times: dict[str, float]
+        self, samples: list[ScoredSample], batch: PackedBatch, times: dict[str, float]
     ) -> dict[str, float]:
+        """Tokens per second: of the whole step, of generation (new tokens), and of the training
+        passes (tokens times the passes over the batch, forward or forward+backward alike)."""
         new_tokens = sum(s.response_length for s in samples)
         packed_tokens = float(batch.attention_mask.sum())
-        # Training forwards: old logprobs, values, critic steps (one pass), policy step.
+        # Old log-probs (when run), values, the critic's mini-batches (one pass or more when
+        # there are fewer rows than steps), the policy update (one pass).
+        critic_passes = max(1.0, self.cfg.ppo.critic_steps / batch.num_rows)
+        passes = float(self.needs_old_logprobs) + 1.0 + critic_passes + 1.0
         train_time = sum(
             times[f"time/{k}"] for k in ("logprobs", "values", "critic_update", "policy_update")
         )
         return {
             "throughput/tokens_per_s": (packed_tokens + new_tokens) / times["time/step"],
             "throughput/generate_tokens_per_s": new_tokens / max(times["time/generate"], 1e-9),
-            "throughput/train_tokens_per_s": 4 * packed_tokens / max(train_time, 1e-9),
+            "throughput/train_tokens_per_s": passes * packed_tokens / max(train_time, 1e-9),
         }
 
     def rollout_records(self, samples: list[ScoredSample]) -> list[RolloutRecord]:
