@@ -19,7 +19,8 @@ pytestmark = pytest.mark.timeout(120)
 TIMEOUT_S = 1.0  # for the pools that test the limits
 GENEROUS_S = 20.0  # for the shared pool: ordinary answers must never time out, even on a busy box
 SLOW = "\\sum_{n=1}^{10^{9}} n^n"  # interruptible: ends at the worker's soft timer
-SLOW_VALID = "(x+1)^{400} - (x-1)^{400}"  # passes every rule, then takes sympy seconds
+SLOW_VALID = "(x+1)^{400} - (x-1)^{400}"  # passes every rule, then takes sympy ~0.5-2 s
+SLOWER_VALID = "(x+1)^{1200} - (x-1)^{1200}"  # ~2 s on an idle machine, more under load
 
 
 def alive(pid: int) -> bool:
@@ -125,7 +126,8 @@ def test_crashed_worker_is_counted_and_replaced() -> None:
         victim = single.pids[0]
         killer = threading.Timer(0.5, os.kill, (victim, signal.SIGKILL))
         killer.start()
-        result = single.score([wrap(SLOW_VALID), wrap("x=3")], ["3", "3"], [True] * 2)
+        # SLOW_VALID can finish within 0.5 s on an idle machine: this one is still running.
+        result = single.score([wrap(SLOWER_VALID), wrap("x=3")], ["3", "3"], [True] * 2)
         killer.join()
         assert result.scores == [0.0, 1.0]
         assert (result.errors, result.reasons[0]) == (1, "error")
