@@ -6,7 +6,8 @@ Data: one tiny-cpu rollout of the toy model (16 prompts x 8 samples, up to 256 n
 strings), so lengths are real. Each contender is one ``PolicyWorker.train`` call over all samples
 (forward, log-probs, PPO loss, backward, clip, AdamW step), alternating side by side with a fixed
 batch of 2048^2 fp32 matmuls that measures the machine's peak under the same load:
-- ``packed``: ``zerorl.core.packing.pack`` rows of 2048 tokens, one row per micro-batch (tiny-cpu);
+- ``packed``: ``zerorl.core.packing.pack`` rows of 2048 tokens, one row per micro-batch;
+- ``256-token rows (tiny-cpu)``: what the tiny-cpu preset trains on (``train.pack_length: 256``);
 - ``padded``: one sample per row, right-padded, micro-batches of about the same token grid;
 - ``packed + segment attention``: packed, with ``zerorl.rollout.segment_attention`` (attention per
   sample instead of a dense block-diagonal mask);
@@ -60,6 +61,7 @@ def run(quick: bool = False, model: BenchModel | None = None) -> list[Row]:
     packed = pack(prompts, responses, rewards, PACK_LENGTH, pad_id=pad)
     balanced = pack(prompts, responses, rewards, balanced_length(prompts, responses), pad_id=pad)
     short = pack(prompts, responses, rewards, SHORT_ROWS, pad_id=pad)
+    preset = pack(prompts, responses, rewards, PRESET_ROWS, pad_id=pad)
     padded = padded_batch(prompts, responses, rewards, pad)
     segmented = use_segment_attention(copy.deepcopy(policy))
     contenders = {
@@ -69,6 +71,7 @@ def run(quick: bool = False, model: BenchModel | None = None) -> list[Row]:
         BEST: _train_call(segmented, balanced, 1),
         SHORT: _train_call(segmented, short, 1),
         THREADED: _threaded_train_call(segmented, short),
+        PRESET: _train_call(policy, preset, 1),
         "matmul peak": _peak_call(),
     }
     times = side_by_side(contenders, repeats=2 if quick else 4, warmup=1)
@@ -85,6 +88,8 @@ BEST = "packed + segment attn + balanced rows"
 SHORT_ROWS = 512
 SHORT = f"{SHORT_ROWS}-token rows + segment attn"
 THREADED = f"{SHORT_ROWS}-token rows + segment attn, 2 threads"
+PRESET_ROWS = 256
+PRESET = f"{PRESET_ROWS}-token rows (tiny-cpu preset, as wired)"
 
 
 def _rows(times, peak, n_tokens, useful, efficiency: dict[str, float]) -> list[Row]:
@@ -97,11 +102,11 @@ def _rows(times, peak, n_tokens, useful, efficiency: dict[str, float]) -> list[R
     ]
     for row, name, base in [(rows[1], "packed", "padded"), (rows[2], SEG, "packed"),
                             (rows[3], BEST, "packed"), (rows[4], SHORT, "packed"),
-                            (rows[5], THREADED, SHORT)]:  # fmt: skip
+                            (rows[5], THREADED, SHORT), (rows[6], PRESET, "packed")]:  # fmt: skip
         row.baseline, row.ratio = base, rate[name] / rate[base]
-    rows[1].note = "as wired now: transformers' dense block-diagonal mask over 2048-token rows"
+    rows[1].note = "transformers' dense block-diagonal mask over 2048-token rows"
     rows.append(Row(sec, "matmul peak (fp32, 2048^2)", peak, "GFLOP/s"))
-    for name in ("packed", BEST, SHORT, THREADED):
+    for name in ("packed", BEST, SHORT, THREADED, PRESET):
         frac = gflops[name] / peak
         rows.append(
             Row(sec, f"{name}: useful", gflops[name], "GFLOP/s", "matmul peak", frac,

@@ -133,6 +133,24 @@ def test_resume_is_bit_identical(tiny_model_dir, tiny_train_file, tmp_path):
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
+@pytest.mark.parametrize("engine", ["fast", "hf"])
+def test_recomputed_old_logprobs_change_no_number(
+    engine, tiny_model_dir, tiny_train_file, tmp_path
+):
+    """The skipped old-log-prob forward is a pure saving: a run that computes them in their own
+    forward logs the same metrics (with either in-process engine)."""
+    runs = []
+    for recompute in (False, True):
+        cfg = tiny_config(
+            tiny_model_dir, tiny_train_file, f"rollout.engine={engine}",
+            f"ppo.recompute_logprobs={str(recompute).lower()}",
+        )  # fmt: skip
+        metrics = run_training(cfg, tmp_path / f"{engine}{recompute}", on_info=lambda s: None)
+        runs.append(comparable(metrics.read_metrics()))
+    assert runs[0] == runs[1]
+    assert all(m["response_length/mean"] > 0 for m in runs[0])
+
+
 def test_policy_and_critic_learn_the_advantage_direction(tiny_model_dir, tiny_train_file, tmp_path):
     # With a constant reward of 0 everywhere the critic is pulled towards 0: its loss falls.
     cfg = tiny_config(tiny_model_dir, tiny_train_file, "train.steps=3", "optim.critic_lr=1e-2")
