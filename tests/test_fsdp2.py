@@ -111,6 +111,18 @@ def test_on_policy_step_needs_no_separate_logprob_forward(tiny_model_dir):
     )
 
 
+def test_entropy_bonus_enters_the_loss(tiny_model_dir):
+    """``entropy_coef`` (an ablation, off in ORZ) subtracts coef x entropy from the loss, and its
+    gradient moves the weights differently."""
+    batch, advantages, _ = make_batch()
+    plain = PolicyWorker(load_policy(str(tiny_model_dir)), OPTIM)
+    bonus = PolicyWorker(load_policy(str(tiny_model_dir)), OPTIM, entropy_coef=0.5)
+    a, b = plain.train(batch, advantages, None), bonus.train(batch, advantages, None)
+    assert a.entropy == b.entropy > 0
+    assert b.loss == pytest.approx(a.loss - 0.5 * a.entropy, rel=1e-5, abs=1e-7)
+    assert max_diff(plain.model.state_dict(), bonus.model.state_dict()) > 0
+
+
 def test_several_policy_steps_match_between_worker_and_rank(tiny_model_dir):
     """``ppo.policy_steps`` > 1: seeded mini-batches, one optimiser step each, the same on the
     local worker and a one-rank group; off-policy after the first, so old log-probs are needed."""

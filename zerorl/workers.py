@@ -131,24 +131,23 @@ def accumulate_policy_grads(
         loss, m = policy_loss(
             lp, old, advantages[rows].to(dev), mask, spec.clip_eps, spec.aggregation
         )
-        with torch.no_grad():
+        with torch.set_grad_enabled(spec.entropy_coef > 0):  # a metric unless it is a bonus
             ent = masked_mean(shift_right(entropy(logits)), mask, spec.aggregation)
+        if spec.entropy_coef > 0:
+            loss = loss - spec.entropy_coef * ent
         kl = None
         if ref_logprobs is not None and spec.kl_loss_coef > 0:
             kl = masked_mean(
                 kl_to_reference(lp, ref_logprobs[rows].to(dev)), mask, spec.aggregation
             )
             loss = loss + spec.kl_loss_coef * kl
-        if spec.entropy_coef > 0:
-            bonus = masked_mean(shift_right(entropy(logits)), mask, spec.aggregation)
-            loss = loss - spec.entropy_coef * bonus
         (loss * weight).backward()
         if weight:
             totals["loss"] += float(loss.detach()) * weight
             totals["clip_frac"] += m["clip_frac"] * weight
             totals["approx_kl"] += m["approx_kl"] * weight
             totals["kl_loss"] += float(kl) * weight if kl is not None else 0.0
-            totals["entropy"] += float(ent) * weight
+            totals["entropy"] += float(ent.detach()) * weight
     return totals
 
 
