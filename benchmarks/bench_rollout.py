@@ -17,11 +17,9 @@ Also the tiny-cpu preset's own sampling (16 x 8, max 256 new tokens, stop string
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import torch
@@ -30,9 +28,8 @@ from benchmarks.common import (
     BenchModel,
     Row,
     bench_model,
-    format_table,
-    load_note,
     median,
+    section_main,
     set_threads,
     side_by_side,
 )
@@ -236,14 +233,5 @@ for line in sys.stdin:
 """
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args()
-    rows = run(args.quick)
-    print(format_table(rows))
-    print(load_note())
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    section_main(run, __doc__)

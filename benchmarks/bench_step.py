@@ -17,8 +17,6 @@ so.
 
 from __future__ import annotations
 
-import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -27,9 +25,8 @@ from benchmarks.common import (
     BenchModel,
     Row,
     bench_model,
-    format_table,
-    load_note,
     median,
+    section_main,
     set_threads,
 )
 
@@ -193,13 +190,5 @@ def _trl_ppo_row() -> Row:
     return Row("PPO step", "TRL PPOTrainer", None, "s/step", note=note)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args()
-    print(format_table(run(args.quick)))
-    print(load_note())
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    section_main(run, __doc__)

@@ -22,9 +22,7 @@ masked-out attention blocks count as waste.
 
 from __future__ import annotations
 
-import argparse
 import copy
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -34,9 +32,8 @@ from benchmarks.common import (
     BenchModel,
     Row,
     bench_model,
-    format_table,
-    load_note,
     median,
+    section_main,
     set_threads,
     side_by_side,
 )
@@ -242,13 +239,5 @@ def train_flops(policy, lengths: list[int]) -> float:
     return 3 * (2 * matmul_params * sum(lengths) + attention)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args()
-    print(format_table(run(args.quick)))
-    print(load_note())
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    section_main(run, __doc__)

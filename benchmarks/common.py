@@ -197,6 +197,17 @@ def format_table(rows: list[Row]) -> str:
     return "\n".join(out + (["", "notes:", *notes] if notes else []))
 
 
+def section_main(run: Callable[[bool], list[Row]], doc: str) -> None:
+    """The command line of one section module: ``python -m benchmarks.bench_X [--quick]``
+    prints that section's table and the machine's load."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=doc.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer repeats and smaller sizes")
+    print(format_table(run(parser.parse_args().quick)))
+    print(load_note())
+
+
 def write_results(rows: list[Row], meta: dict[str, Any]) -> Path:
     """``benchmarks/results/<timestamp>.json``: the rows plus machine and run metadata."""
     RESULTS_DIR.mkdir(exist_ok=True)
