@@ -68,3 +68,19 @@ def tiny_train_file(tmp_path_factory) -> Path:
     ]
     path.write_text(json.dumps(items))
     return path
+
+
+def check_completions(engine, prompts: list[str], out, n: int, max_new_tokens: int) -> None:
+    """What every rollout engine returns: ``n`` completions per prompt, in prompt order, with the
+    prompt's ids (no BOS), the decoded text, at most ``max_new_tokens`` tokens, and a finish
+    reason (``length`` exactly at the limit)."""
+    assert [len(cs) for cs in out] == [n] * len(prompts)
+    for i, cs in enumerate(out):
+        for c in cs:
+            assert c.prompt_index == i
+            assert c.prompt_ids == engine.tokenizer.encode(prompts[i], add_special_tokens=False)
+            assert 0 < len(c.token_ids) <= max_new_tokens
+            assert c.text == engine.tokenizer.decode(c.token_ids, skip_special_tokens=True)
+            assert c.finish_reason in ("stop", "length")
+            if c.finish_reason == "length":
+                assert len(c.token_ids) == max_new_tokens

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+from conftest import check_completions
 
 from zerorl.models import load_policy, load_tokenizer
 from zerorl.rollout.base import trim_at_stop
@@ -18,16 +19,7 @@ def test_generate_returns_n_completions_per_prompt_in_order(tiny_model_dir):
     engine = make_engine(tiny_model_dir, batch_size=3)
     prompts = ["abc", "a much longer prompt", "x"]
     out = engine.generate(prompts, SamplingParams(n=2, max_new_tokens=6, seed=1))
-    assert [len(cs) for cs in out] == [2, 2, 2]
-    for i, cs in enumerate(out):
-        for c in cs:
-            assert c.prompt_index == i
-            assert c.prompt_ids == engine.tokenizer.encode(prompts[i], add_special_tokens=False)
-            assert 0 < len(c.token_ids) <= 6
-            assert c.text == engine.tokenizer.decode(c.token_ids, skip_special_tokens=True)
-            assert c.finish_reason in ("stop", "length")
-            if c.finish_reason == "length":
-                assert len(c.token_ids) == 6
+    check_completions(engine, prompts, out, n=2, max_new_tokens=6)
 
 
 def test_same_seed_same_samples_and_global_rng_untouched(tiny_model_dir):

@@ -16,7 +16,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from conftest import build_tiny_model
+from conftest import build_tiny_model, check_completions
 
 from zerorl.models import load_policy
 from zerorl.rollout.base import trim_at_stop
@@ -83,16 +83,9 @@ def expected(model, engine: VLLMEngine) -> list[list[int]]:
 def test_generate_returns_n_completions_per_prompt_in_order(engine):
     prompts = ["abc", "a much longer prompt", "x"]
     out = engine.generate(prompts, SamplingParams(n=2, max_new_tokens=6, seed=1))
-    assert [len(cs) for cs in out] == [2, 2, 2]
-    for i, cs in enumerate(out):
+    check_completions(engine, prompts, out, n=2, max_new_tokens=6)
+    for cs in out:
         for c in cs:
-            assert c.prompt_index == i
-            assert c.prompt_ids == engine.tokenizer.encode(prompts[i], add_special_tokens=False)
-            assert 0 < len(c.token_ids) <= 6
-            assert c.text == engine.tokenizer.decode(c.token_ids, skip_special_tokens=True)
-            assert c.finish_reason in ("stop", "length")
-            if c.finish_reason == "length":
-                assert len(c.token_ids) == 6
             assert c.logprobs is not None and len(c.logprobs) == len(c.token_ids)
             assert all(lp <= 0.0 for lp in c.logprobs)
 
