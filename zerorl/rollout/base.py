@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Protocol
 from zerorl.types import Completion, SamplingParams
 
 if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
     from zerorl.workers import PolicyWorker
 
 
@@ -26,6 +28,13 @@ class RolloutEngine(Protocol):
     def sleep(self) -> None: ...
 
     def wake(self) -> None: ...
+
+
+def eos_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> set[int]:
+    """Every token that ends a response: the generation config's EOS id(s) and the tokenizer's."""
+    eos = model.generation_config.eos_token_id
+    eos = eos if isinstance(eos, list) else [eos]
+    return {int(e) for e in [*eos, tokenizer.eos_token_id] if e is not None}
 
 
 def trim_at_stop(

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from zerorl.rollout.base import trim_at_stop
+from zerorl.rollout.base import eos_ids, trim_at_stop
 from zerorl.rollout.decoders import (
     Decoder,
     HFForwardDecoder,
@@ -85,9 +85,7 @@ class FastEngine:
         self.workers = workers
         self.compact_fraction = compact_fraction
         self.min_new_tokens = min_new_tokens
-        eos = model.generation_config.eos_token_id
-        eos = eos if isinstance(eos, list) else [eos]
-        self.eos_ids = {int(e) for e in [*eos, tokenizer.eos_token_id] if e is not None}
+        self.eos_ids = eos_ids(model, tokenizer)
         self.vocab_size = model.get_output_embeddings().weight.shape[0]
         self._texts: list[str] | None = None
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from zerorl.rollout.base import trim_at_stop
+from zerorl.rollout.base import eos_ids, trim_at_stop
 
 if TYPE_CHECKING:
     from zerorl.workers import PolicyWorker
@@ -32,9 +32,7 @@ class HFEngine:
         self.tokenizer = tokenizer
         self.batch_size = batch_size
         self.cache_implementation = cache_implementation
-        eos = model.generation_config.eos_token_id
-        eos = eos if isinstance(eos, list) else [eos]
-        self.eos_ids = {int(e) for e in [*eos, tokenizer.eos_token_id] if e is not None}
+        self.eos_ids = eos_ids(model, tokenizer)
 
     def encode(self, prompts: list[str]) -> list[list[int]]:
         """Prompt token ids, with no special tokens added (the ORZ template has no BOS)."""
