@@ -84,3 +84,12 @@ def check_completions(engine, prompts: list[str], out, n: int, max_new_tokens: i
             assert c.finish_reason in ("stop", "length")
             if c.finish_reason == "length":
                 assert len(c.token_ids) == max_new_tokens
+
+
+def alive(pid: int) -> bool:
+    """True while ``pid`` exists and is not a zombie."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state != "Z"

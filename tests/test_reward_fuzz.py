@@ -12,9 +12,9 @@ import glob
 import os
 import random
 import time
-from pathlib import Path
 
 import pytest
+from conftest import alive
 
 from zerorl.reward import RewardPool, score
 from zerorl.reward.fuzz import MARKER_PREFIX, adversarial_answers, wrap
@@ -26,14 +26,6 @@ TRUTH = "17"  # no generated answer is equal to it
 N_SCORED, BATCH = 4000, 100
 N_SINGLE = 60
 N_RAW = 200
-
-
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-    return state != "Z"
 
 
 def markers() -> list[str]:

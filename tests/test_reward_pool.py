@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import alive
 from reward_cases import PAIRS
 
 from zerorl.reward import RewardPool, RewardResult, score
@@ -21,15 +22,6 @@ GENEROUS_S = 20.0  # for the shared pool: ordinary answers must never time out, 
 SLOW = "\\sum_{n=1}^{10^{9}} n^n"  # interruptible: ends at the worker's soft timer
 SLOW_VALID = "(x+1)^{400} - (x-1)^{400}"  # passes every rule, then takes sympy ~0.5-2 s
 SLOWER_VALID = "(x+1)^{1200} - (x-1)^{1200}"  # ~2 s on an idle machine, more under load
-
-
-def alive(pid: int) -> bool:
-    """True while ``pid`` exists and is not a zombie."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-    return state != "Z"
 
 
 def children(pid: int) -> list[int]:
