@@ -101,6 +101,27 @@ def rank_spec(
     )  # fmt: skip
 
 
+def spawn(
+    actor_cls: type,
+    spec: Any,
+    seats: list[Seat],
+    pg: Any,
+    cluster: RayCluster,
+    name: str,
+    label: str,
+) -> list[Member]:
+    """One actor ``actor_cls(spec, i)`` per seat, named ``<tag>-<name>-<i>`` in Ray and
+    ``<label> <i>`` in errors, registered with ``cluster`` for shutdown."""
+    remote = ray.remote(actor_cls)
+    members = []
+    for i, seat in enumerate(seats):
+        options = actor_options(pg, seat)
+        actor = remote.options(name=f"{cluster.tag}-{name}-{i}", **options).remote(spec, i)
+        cluster.actors.append(actor)
+        members.append(Member(f"{label} {i}", actor))
+    return members
+
+
 def start_group(
     actor_cls: type,
     name: str,
@@ -112,13 +133,7 @@ def start_group(
 ) -> list[Member]:
     """Create a group's actors, let rank 0 pick the rendezvous, and load every rank at once
     (within ``timeout_s``)."""
-    remote = ray.remote(actor_cls)
-    members = []
-    for rank, seat in enumerate(seats):
-        options = actor_options(pg, seat)
-        actor = remote.options(name=f"{cluster.tag}-{name}-{rank}", **options).remote(spec, rank)
-        cluster.actors.append(actor)
-        members.append(Member(f"{name} rank {rank}", actor))
+    members = spawn(actor_cls, spec, seats, pg, cluster, name, f"{name} rank")
     first = members[0]
     address = wait_all([(first, first.actor.rendezvous.remote())], "start", timeout_s)[0]
     wait_all([(m, m.actor.setup.remote(address)) for m in members], "setup", timeout_s)
@@ -134,14 +149,7 @@ def start_engines(
         r.engine, resolve_model_path(path)[0], m.dtype, m.attn_implementation, device,
         threads(cfg), r.batch_size, r.vllm_tensor_parallel, r.vllm_gpu_memory_utilization,
     )  # fmt: skip
-    remote = ray.remote(RolloutActor)
-    members = []
-    for i, seat in enumerate(seats):
-        options = actor_options(pg, seat)
-        actor = remote.options(name=f"{cluster.tag}-engine-{i}", **options).remote(spec, i)
-        cluster.actors.append(actor)
-        members.append(Member(f"rollout engine {i}", actor))
-    return members
+    return spawn(RolloutActor, spec, seats, pg, cluster, "engine", "rollout engine")
 
 
 def build_ray_roles(
