@@ -12,7 +12,6 @@ import json
 import os
 import platform
 import statistics
-import string
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -24,7 +23,6 @@ import torch
 from zerorl.types import Prompt
 
 RESULTS_DIR = Path(__file__).parent / "results"
-TOY_SHAPE = {"hidden_size": 128, "num_hidden_layers": 4, "num_attention_heads": 4}
 
 
 @dataclass
@@ -48,7 +46,7 @@ class BenchModel:
     """The model every section runs on, where it came from, and toy training problems."""
 
     path: str
-    source: str  # "toy" (zerorl.toyworld) or "random" (a toy-shaped random Qwen2 stand-in)
+    source: str  # "toy": zerorl.toyworld's base model (recorded in the results JSON)
     problems: list[Prompt]
 
     @property
@@ -69,53 +67,13 @@ def set_threads() -> int:
 def bench_model(n_prompts: int = 128, seed: int = 0) -> BenchModel:
     """The tiny-cpu preset's model (``model.path: toy``) and toy training problems.
 
-    ``$ZERORL_BENCH_MODEL`` names an already built toy model directory instead (no build). Falls
-    back to a random Qwen2 of the toy's shape with a character tokenizer when ``zerorl.toyworld``
-    cannot provide the model (``source`` then says ``random``).
+    ``$ZERORL_BENCH_MODEL`` names an already built toy model directory instead (no build).
     """
-    try:
-        from zerorl.toyworld import ensure_base_model, train_prompts
+    from zerorl.toyworld import ensure_base_model, train_prompts
 
-        # $ZERORL_BENCH_MODEL: an already built toy-world model directory (skips the build).
-        override = os.environ.get("ZERORL_BENCH_MODEL")
-        path = Path(override) if override else ensure_base_model(progress=False)
-        return BenchModel(str(path), "toy", train_prompts(n_prompts, seed))
-    except (ImportError, AttributeError) as err:
-        print(f"[bench] toyworld unavailable ({err}); using a random toy-shaped Qwen2")
-    path = _random_model(Path(os.environ.get("TMPDIR", "/tmp")) / "zerorl-bench-random")
-    pairs = [(17 + 37 * i % 900, 101 + 53 * i % 800) for i in range(n_prompts)]
-    problems = [
-        Prompt(f"random-{i}", f"What is {a} + {b}?", str(a + b)) for i, (a, b) in enumerate(pairs)
-    ]
-    return BenchModel(str(path), "random", problems)
-
-
-def _random_model(path: Path) -> Path:
-    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
-
-    if (path / "config.json").exists():
-        return path
-    chars = sorted(set(string.printable) - set("\x0b\x0c"))
-    vocab = {t: i for i, t in enumerate(["<|endoftext|>", *chars])}
-    raw = Tokenizer(models.WordLevel(vocab, unk_token="<|endoftext|>"))
-    raw.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
-    raw.decoder = decoders.Fuse()
-    tok = PreTrainedTokenizerFast(
-        tokenizer_object=raw, eos_token="<|endoftext|>", pad_token="<|endoftext|>"
-    )
-    torch.manual_seed(0)
-    cfg = Qwen2Config(
-        vocab_size=512, intermediate_size=512, num_key_value_heads=4, tie_word_embeddings=True,
-        max_position_embeddings=2048, eos_token_id=0, pad_token_id=0, **TOY_SHAPE,
-    )  # fmt: skip
-    Qwen2ForCausalLM(cfg).save_pretrained(path)
-    tok.save_pretrained(path)
-    config_file = path / "tokenizer_config.json"
-    config = json.loads(config_file.read_text())
-    config["tokenizer_class"] = "PreTrainedTokenizerFast"
-    config_file.write_text(json.dumps(config))
-    return path
+    override = os.environ.get("ZERORL_BENCH_MODEL")
+    path = Path(override) if override else ensure_base_model(progress=False)
+    return BenchModel(str(path), "toy", train_prompts(n_prompts, seed))
 
 
 def side_by_side(
