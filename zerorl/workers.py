@@ -270,8 +270,8 @@ class PolicyWorker:
                 self._forward, batch, plan, advantages, old_logprobs, ref_logprobs, self.loss_spec
             )
             norm = nn.utils.clip_grad_norm_(self.model.parameters(), self.settings.grad_clip)
-            parts.append({**totals, "grad_norm": float(norm)})
-            parts[-1]["lr"] = self.scheduler.get_last_lr()[0]
+            lr = self.scheduler.get_last_lr()[0]
+            parts.append({**totals, "grad_norm": float(norm), "lr": lr})
             self.optimizer.step()
             self.scheduler.step()
         return mean_policy_stats(parts)
