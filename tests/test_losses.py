@@ -9,8 +9,10 @@ from zerorl.core.logprobs import entropy, gather_logprobs, shift_right, token_lo
 from zerorl.core.losses import (
     explained_variance,
     kl_to_reference,
+    logprob_mismatch,
     masked_mean,
     policy_loss,
+    truncated_is_weights,
     value_loss,
 )
 
@@ -94,3 +96,45 @@ def test_kl_estimators_and_explained_variance():
     mask = torch.ones(1, 4)
     assert explained_variance(ret.clone(), ret, mask) == pytest.approx(1.0)
     assert explained_variance(torch.full_like(ret, 0.5), ret, mask) == pytest.approx(0.0)
+
+
+def test_logprob_mismatch_by_hand():
+    train = torch.tensor([[0.0, -1.0, -2.0, -0.5]])
+    engine = torch.tensor([[0.0, -1.5, -2.0, -3.0]])
+    mask = torch.tensor([[0.0, 1.0, 1.0, 0.0]])  # only tokens 1 and 2 count
+    m = logprob_mismatch(train, engine, mask)
+    assert math.isclose(m["logprob_abs_mean"], 0.25)
+    assert math.isclose(m["logprob_abs_max"], 0.5)
+    # k3 of KL(engine || train) on engine samples: r - 1 - log r with r = p_train / p_engine.
+    k3 = [math.exp(0.5) - 1 - 0.5, 0.0]
+    assert math.isclose(m["kl"], sum(k3) / 2, rel_tol=1e-9)
+    same = logprob_mismatch(train, train.clone(), torch.ones_like(train))
+    assert same == {"logprob_abs_mean": 0.0, "logprob_abs_max": 0.0, "kl": 0.0}
+    assert logprob_mismatch(train, engine, torch.zeros_like(mask))["kl"] == 0.0
+
+
+def test_truncated_is_weights_against_a_loop():
+    g = torch.Generator().manual_seed(0)
+    train, engine = torch.randn(3, 6, generator=g), torch.randn(3, 6, generator=g)
+    mask = (torch.rand(3, 6, generator=g) > 0.3).float()
+    w = truncated_is_weights(train, engine, mask, cap=2.0)
+    for b in range(3):
+        for t in range(6):
+            ratio = math.exp(float(train[b, t] - engine[b, t]))
+            expected = min(ratio, 2.0) if mask[b, t] > 0 else 1.0
+            assert math.isclose(float(w[b, t]), expected, rel_tol=1e-6)
+
+
+def test_truncated_is_weights_on_advantages_weight_each_token_loss():
+    # PPO's per-token max(-A r, -A clip(r)) times a positive weight w is the same expression
+    # with A replaced by w A: the trainer's way of applying the weights.
+    g = torch.Generator().manual_seed(1)
+    lp, old, adv = (torch.randn(2, 5, generator=g) * 0.3 for _ in range(3))
+    w = truncated_is_weights(old, torch.randn(2, 5, generator=g), torch.ones(2, 5), cap=2.0)
+    for b in range(2):
+        for t in range(5):
+            one = torch.ones(1, 1)
+            at = lambda x: x[b : b + 1, t : t + 1]  # noqa: E731
+            weighted, _ = policy_loss(at(lp), at(old), at(adv), one, 0.2)
+            folded, _ = policy_loss(at(lp), at(old), at(adv) * at(w), one, 0.2)
+            assert math.isclose(float(weighted) * float(at(w)), float(folded), rel_tol=1e-5)

@@ -1,10 +1,11 @@
 """Packing: layout, boundaries, and that a packed forward equals a padded one."""
 
+import pytest
 import torch
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
 from zerorl.core.logprobs import token_logprobs
-from zerorl.core.packing import pack, packing_efficiency, per_sample, plan_rows
+from zerorl.core.packing import pack, packing_efficiency, per_sample, plan_rows, scatter_responses
 
 
 def test_plan_rows_first_fit_decreasing_respects_capacity():
@@ -70,3 +71,16 @@ def test_packed_forward_equals_padded_forward():
             ids = torch.tensor([prompts[i] + responses[i]])
             alone = token_logprobs(model(input_ids=ids).logits, ids)
             torch.testing.assert_close(packed[:, s + 1 : e], alone[:, 1:], atol=1e-5, rtol=1e-5)
+
+
+def test_scatter_responses_is_the_inverse_of_per_sample():
+    prompts = [[1, 2], [3], [4, 5, 6], [7]]
+    responses = [[8, 9, 10], [11], [12, 13], [14, 15, 16, 17]]
+    batch = pack(prompts, responses, [0.0] * 4, pack_length=7)
+    values = [[float(10 * i + k) for k in range(len(r))] for i, r in enumerate(responses)]
+    grid = scatter_responses(values, batch)
+    assert float(grid[batch.response_mask == 0].abs().sum()) == 0.0
+    back = per_sample(grid, batch)
+    assert {i: v.tolist() for i, v in back.items()} == dict(enumerate(values))
+    with pytest.raises(ValueError, match="response tokens"):
+        scatter_responses([[0.0]] * 4, batch)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from conftest import check_completions
 
+from zerorl.core.logprobs import token_logprobs
 from zerorl.models import load_policy, load_tokenizer
 from zerorl.rollout.base import trim_at_stop
 from zerorl.rollout.hf import HFEngine
@@ -79,3 +80,20 @@ def test_temperature_zero_is_greedy_and_matches_the_fast_engine(tiny_model_dir):
         want = want[0, ids.shape[1] :].tolist()
         for completion in [*out[i], *fast[i]]:
             assert completion.token_ids == want[: len(completion.token_ids)]
+
+
+def test_logprobs_match_a_forward_pass(tiny_model_dir):
+    """Each completion's log-probs are the model's own for its tokens (sampled at T=1, cut at a
+    stop string or padded after an early EOS in a batch)."""
+    engine = make_engine(tiny_model_dir, batch_size=4)
+    out = engine.generate(
+        ["abc", "a much longer prompt"],
+        SamplingParams(n=3, max_new_tokens=12, seed=5, stop=("e",)),
+    )
+    with torch.no_grad():
+        for cs in out:
+            for c in cs:
+                assert len(c.logprobs) == len(c.token_ids)
+                ids = torch.tensor([c.prompt_ids + c.token_ids])
+                ref = token_logprobs(engine.model(ids).logits, ids)[0, len(c.prompt_ids) :]
+                assert torch.allclose(torch.tensor(c.logprobs), ref, atol=1e-4)

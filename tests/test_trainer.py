@@ -172,3 +172,27 @@ def test_clear_errors(tiny_model_dir, tiny_train_file, tmp_path):
     run_training(tiny_config(tiny_model_dir, tiny_train_file, "train.steps=1"), tmp_path / "c")
     with pytest.raises(FileExistsError, match="--resume"):
         run_training(tiny_config(tiny_model_dir, tiny_train_file), tmp_path / "c")
+
+
+@pytest.mark.parametrize("engine", ["fast", "hf"])
+def test_engine_trainer_mismatch_is_zero_on_cpu_fp32(
+    engine, tiny_model_dir, tiny_train_file, tmp_path
+):
+    """Every step logs the engine's log-probs against the policy's own forward: on CPU in fp32
+    (same weights, same precision) they agree to float rounding, and truncated importance
+    sampling then weights every token 1, changing no number of the update."""
+    runs = []
+    for cap in ("0", "2.0"):
+        cfg = tiny_config(
+            tiny_model_dir, tiny_train_file, f"rollout.engine={engine}", f"ppo.tis_cap={cap}"
+        )
+        metrics = run_training(cfg, tmp_path / f"{engine}{cap}", on_info=lambda s: None)
+        runs.append(metrics.read_metrics())
+    for m in runs[0]:
+        assert m["mismatch/logprob_abs_max"] < 1e-4
+        assert 0.0 <= m["mismatch/logprob_abs_mean"] <= m["mismatch/logprob_abs_max"]
+        assert abs(m["mismatch/kl"]) < 1e-8
+    plain, weighted = (comparable(r) for r in runs)
+    for a, b in zip(plain, weighted):
+        assert math.isclose(a["policy/loss"], b["policy/loss"], rel_tol=1e-4, abs_tol=1e-6)
+        assert a["reward/mean"] == b["reward/mean"]

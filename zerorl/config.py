@@ -94,6 +94,11 @@ class PPOConfig:
     kl_penalty_coef: float = _f(0.0, "ablation: KL-to-reference penalty in the reward (ORZ: off)")
     kl_loss_coef: float = _f(0.0, "ablation: KL-to-reference loss term (ORZ: off)")
     entropy_coef: float = _f(0.0, "entropy bonus (ORZ: off)")
+    tis_cap: float = _f(
+        0.0,
+        "truncated importance sampling: weight each token's loss by min(p_train/p_engine, cap) "
+        "to correct the engine/trainer log-prob mismatch (0 = off, ORZ; e.g. 2.0)",
+    )
     loss_aggregation: Literal["row-mean", "token-mean"] = _f(
         "row-mean",
         "row-mean: token mean per packed row, averaged over rows (ORZ); token-mean: over all",
@@ -121,6 +126,9 @@ class TrainConfig:
     out_dir: str = _f("runs", "parent directory of run directories")
     run_name: str = _f("", "run directory name; empty = a timestamp")
     backend: Literal["local", "ray"] = _f("local", "local: one process; ray: Ray workers")
+    device: Literal["auto", "cpu", "cuda"] = _f(
+        "auto", "local backend: where both models live (auto: cuda when available, else cpu)"
+    )
     num_threads: int = _f(0, "torch CPU threads (0 = torch default)")
     log_rollouts: bool = _f(True, "write rollouts/step_N.jsonl each step")
 
@@ -320,6 +328,7 @@ def validate(cfg: Config) -> None:
         (cfg.ppo.clip_eps > 0, "ppo.clip_eps must be > 0"),
         (cfg.ppo.policy_steps >= 1, "ppo.policy_steps must be >= 1"),
         (cfg.ppo.critic_steps >= 1, "ppo.critic_steps must be >= 1"),
+        (cfg.ppo.tis_cap >= 0, "ppo.tis_cap must be >= 0 (0 = off)"),
         (len(cfg.optim.betas) == 2, "optim.betas must hold two numbers"),
         (cfg.optim.warmup_steps >= 0, "optim.warmup_steps must be >= 0"),
         (cfg.train.steps >= 0 and cfg.train.episodes > 0, "train.steps >= 0, train.episodes > 0"),

@@ -16,8 +16,13 @@ import torch
 
 from zerorl.config import Config
 from zerorl.core.advantages import normalize, packed_gae
-from zerorl.core.losses import explained_variance, kl_to_reference
-from zerorl.core.packing import pack, packing_efficiency
+from zerorl.core.losses import (
+    explained_variance,
+    kl_to_reference,
+    logprob_mismatch,
+    truncated_is_weights,
+)
+from zerorl.core.packing import pack, packing_efficiency, scatter_responses
 from zerorl.data.stream import PromptStream
 from zerorl.data.template import STOP_STRINGS, render
 from zerorl.eval.analysis import reflection_metrics
@@ -97,13 +102,16 @@ class Trainer:
             samples, reward_stats = self.score(prompts, completions)
         with timer("pack"):
             batch = self.make_experience(samples)
+            engine_lp = self.engine_logprobs(samples, batch)
         with timer("logprobs"):
-            old = roles.policy.logprobs(batch).logprobs if self.needs_old_logprobs else None
+            # The engine's log-probs are always checked against the policy's own forward.
+            forward_old = self.needs_old_logprobs or engine_lp is not None
+            old = roles.policy.logprobs(batch).logprobs if forward_old else None
             ref = roles.reference.logprobs(batch).logprobs if roles.reference else None
         with timer("values"):
             values = roles.critic.values(batch)
         with timer("advantages"):
-            advantages, returns = self.advantages(batch, values, old, ref)
+            advantages, returns = self.advantages(batch, values, old, ref, engine_lp)
         with timer("critic_update"):
             critic = roles.critic.train(
                 batch, returns, values, step_seed(cfg.train.seed, self.step, 1)
@@ -123,8 +131,9 @@ class Trainer:
             "pack/rows": batch.num_rows,
             "pack/efficiency": packing_efficiency(batch),
             "data/epoch": self.stream.state.epoch,
+            **self.mismatch(batch, old, engine_lp),
             **timer.times,
-            **self.throughput(samples, batch, timer.times),
+            **self.throughput(samples, batch, timer.times, forward_old),
         }
         return metrics, self.rollout_records(samples)
 
@@ -134,7 +143,8 @@ class Trainer:
     def needs_old_logprobs(self) -> bool:
         """Whether the ``logprobs`` stage runs a forward. With one policy step right after
         generation the update's own detached log-probs are the old ones (same numbers, one
-        forward less); more steps, the KL penalty or ``ppo.recompute_logprobs`` need them."""
+        forward less); more steps, the KL penalty or ``ppo.recompute_logprobs`` need them. The
+        forward also runs whenever the engine returns log-probs, to measure ``mismatch/*``."""
         p = self.cfg.ppo
         return p.policy_steps > 1 or p.kl_penalty_coef > 0 or p.recompute_logprobs
 
@@ -178,14 +188,37 @@ class Trainer:
             pad_id=self.roles.tokenizer.pad_token_id or 0,
         )
 
+    def engine_logprobs(
+        self, samples: list[ScoredSample], batch: PackedBatch
+    ) -> torch.Tensor | None:
+        """The engine's log-probs of its sampled tokens laid out like ``batch`` (B, T); None when
+        the engine returns none."""
+        lps = [s.completion.logprobs for s in samples]
+        if any(lp is None for lp in lps):
+            return None
+        return scatter_responses(lps, batch)  # type: ignore[arg-type]
+
+    @staticmethod
+    def mismatch(
+        batch: PackedBatch, logprobs: torch.Tensor | None, engine_lp: torch.Tensor | None
+    ) -> dict[str, float]:
+        """``mismatch/*``: the engine's log-probs against the policy's forward on the same
+        tokens (bf16 engine kernels vs the trainer's, stale engine weights, ...)."""
+        if logprobs is None or engine_lp is None:
+            return {}
+        stats = logprob_mismatch(logprobs, engine_lp, batch.response_mask)
+        return {f"mismatch/{k}": v for k, v in stats.items()}
+
     def advantages(
         self,
         batch: PackedBatch,
         values: torch.Tensor,
         logprobs: torch.Tensor | None,
         ref_logprobs: torch.Tensor | None,
+        engine_lp: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Packed GAE on the token rewards (minus a KL penalty in that ablation), then whitening."""
+        """Packed GAE on the token rewards (minus a KL penalty in that ablation), then whitening;
+        with ``ppo.tis_cap`` the advantages carry the truncated importance weights."""
         p = self.cfg.ppo
         rewards = batch.token_rewards
         if logprobs is not None and ref_logprobs is not None and p.kl_penalty_coef > 0:
@@ -195,6 +228,10 @@ class Trainer:
         )
         if p.normalize_advantages:
             adv = normalize(adv, batch.response_mask)
+        if p.tis_cap > 0:
+            if logprobs is None or engine_lp is None:
+                raise RuntimeError("ppo.tis_cap needs an engine that returns log-probs")
+            adv = adv * truncated_is_weights(logprobs, engine_lp, batch.response_mask, p.tis_cap)
         return adv, returns
 
     def evaluate(self) -> dict[str, float]:
@@ -235,7 +272,11 @@ class Trainer:
         }
 
     def throughput(
-        self, samples: list[ScoredSample], batch: PackedBatch, times: dict[str, float]
+        self,
+        samples: list[ScoredSample],
+        batch: PackedBatch,
+        times: dict[str, float],
+        forward_old: bool,
     ) -> dict[str, float]:
         """Tokens per second: of the whole step, of generation (new tokens), and of the training
         passes (tokens times the passes over the batch, forward or forward+backward alike)."""
@@ -244,7 +285,7 @@ class Trainer:
         # Old log-probs (when run), values, the critic's mini-batches (one pass or more when
         # there are fewer rows than steps), the policy update (one pass).
         critic_passes = max(1.0, self.cfg.ppo.critic_steps / batch.num_rows)
-        passes = float(self.needs_old_logprobs) + 1.0 + critic_passes + 1.0
+        passes = float(forward_old) + 1.0 + critic_passes + 1.0
         train_time = sum(
             times[f"time/{k}"] for k in ("logprobs", "values", "critic_update", "policy_update")
         )

@@ -95,3 +95,41 @@ def explained_variance(values: torch.Tensor, returns: torch.Tensor, mask: torch.
     if var_r <= 0:
         return 0.0
     return float(1.0 - (r - v).var(correction=0) / var_r)
+
+
+def logprob_mismatch(
+    logprobs: torch.Tensor, rollout_logprobs: torch.Tensor, mask: torch.Tensor
+) -> dict[str, float]:
+    """How far the engine's log-probs of its sampled tokens are from the trainer's own forward.
+
+    All (B, T), compared where ``mask`` is 1. ``logprob_abs_mean``/``logprob_abs_max``: mean and
+    max of ``|logprobs - rollout_logprobs|`` over tokens; ``kl``: the k3 estimate of
+    KL(rollout || trainer) per token (the tokens were drawn by the engine), averaged over tokens.
+    Equal numerics (same weights, precision and kernels) give 0 for all three.
+    """
+    valid = mask > 0
+    if not bool(valid.any()):
+        return {"logprob_abs_mean": 0.0, "logprob_abs_max": 0.0, "kl": 0.0}
+    lp, roll = logprobs[valid].double(), rollout_logprobs[valid].double()
+    gap = (lp - roll).abs()
+    kl = kl_to_reference(roll, lp, "k3")
+    return {
+        "logprob_abs_mean": float(gap.mean()),
+        "logprob_abs_max": float(gap.max()),
+        "kl": float(kl.mean()),
+    }
+
+
+def truncated_is_weights(
+    logprobs: torch.Tensor, rollout_logprobs: torch.Tensor, mask: torch.Tensor, cap: float
+) -> torch.Tensor:
+    """Truncated importance-sampling weights ``min(π_train / π_rollout, cap)`` per token, (B, T);
+    1 where ``mask`` is 0. ``logprobs`` are the trainer's log-probs of the tokens before the
+    update, ``rollout_logprobs`` the engine's.
+
+    They correct PPO for sampling from an engine whose numbers differ from the trainer's: every
+    token's clipped surrogate is multiplied by its (detached) weight. A positive per-token weight
+    commutes with PPO's ``max(-A r, -A clip(r))``, so multiplying the advantages by it is the same.
+    """
+    ratio = (logprobs - rollout_logprobs).exp().clamp(max=cap)
+    return torch.where(mask > 0, ratio, torch.ones_like(ratio)).detach()

@@ -95,6 +95,20 @@ def per_sample(x: torch.Tensor, batch: PackedBatch) -> dict[int, torch.Tensor]:
     return out
 
 
+def scatter_responses(values: Sequence[Sequence[float]], batch: PackedBatch) -> torch.Tensor:
+    """Per-sample response-token values laid out like the batch (the inverse of ``per_sample``):
+    (B, T), ``values[i]`` on sample i's response tokens, 0 elsewhere. ``values[i]`` must hold one
+    number per response token of sample i."""
+    out = torch.zeros(batch.response_mask.shape)
+    for b, (row_bounds, row_index) in enumerate(zip(batch.sample_bounds, batch.sample_index)):
+        for (start, end), i in zip(row_bounds, row_index):
+            n = int(batch.response_mask[b, start:end].sum())
+            if len(values[i]) != n:
+                raise ValueError(f"sample {i}: {len(values[i])} values for {n} response tokens")
+            out[b, end - n : end] = torch.tensor(values[i], dtype=out.dtype)
+    return out
+
+
 def packing_efficiency(batch: PackedBatch) -> float:
     """Share of the (B, T) grid holding real tokens (1.0 = no padding)."""
     total = batch.attention_mask.numel()

@@ -9,7 +9,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import torch
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers import LogitsProcessor, LogitsProcessorList, PreTrainedModel
+from transformers import PreTrainedTokenizerBase
 
 from zerorl.rollout.base import eos_ids, trim_at_stop
 
@@ -18,8 +19,38 @@ if TYPE_CHECKING:
 from zerorl.types import Completion, SamplingParams
 
 
+class SampledLogprobs(LogitsProcessor):
+    """Records the model's log-probability of each token ``generate`` samples.
+
+    ``generate`` applies the processors it is given before temperature and top-p, so these are
+    the raw model's log-probs (what FastEngine and vLLM return). A call sees the token sampled
+    after the previous call at the end of ``input_ids``; only the last step's (B, V) log-softmax
+    is kept, so memory does not grow with the length.
+    """
+
+    def __init__(self) -> None:
+        self.logp: torch.Tensor | None = None
+        self.picked: list[torch.Tensor] = []
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        if self.logp is not None:
+            self.picked.append(self.logp.gather(-1, input_ids[:, -1:]).squeeze(-1))
+        self.logp = torch.log_softmax(scores.float(), dim=-1)
+        return scores
+
+    def finish(self, new_tokens: torch.Tensor) -> torch.Tensor:
+        """(B, N) generated tokens -> their log-probs (B, N), on CPU."""
+        if self.logp is not None and len(self.picked) < new_tokens.shape[1]:
+            last = new_tokens[:, len(self.picked), None]
+            self.picked.append(self.logp.gather(-1, last).squeeze(-1))
+        if not self.picked:
+            return torch.zeros(new_tokens.shape)
+        return torch.stack(self.picked, dim=1).cpu()
+
+
 class HFEngine:
-    """``generate`` over (prompt, sample) pairs in chunks of ``batch_size`` sequences."""
+    """``generate`` over (prompt, sample) pairs in chunks of ``batch_size`` sequences; each
+    completion carries its tokens' log-probs under the model (``SampledLogprobs``)."""
 
     def __init__(
         self,
@@ -69,6 +100,7 @@ class HFEngine:
             kwargs |= {"do_sample": True, "temperature": params.temperature, "top_p": params.top_p}
         else:  # temperature 0 means greedy, as in vLLM and FastEngine
             kwargs |= {"do_sample": False, "temperature": None, "top_p": None}
+        recorder = SampledLogprobs()
         sequences = self.model.generate(
             input_ids=input_ids.to(self.model.device),
             attention_mask=attention.to(self.model.device),
@@ -77,10 +109,12 @@ class HFEngine:
             pad_token_id=pad,
             eos_token_id=sorted(self.eos_ids),
             cache_implementation=self.cache_implementation,
+            logits_processor=LogitsProcessorList([recorder]),
             **kwargs,
         )
+        logprobs = recorder.finish(sequences[:, width:])
         results = []
-        for row, prompt in zip(sequences[:, width:].tolist(), ids):
+        for row, prompt, row_lp in zip(sequences[:, width:].tolist(), ids, logprobs):
             tokens, stopped = trim_at_stop(row, self.eos_ids, params.stop, self._decode)
             if not stopped and len(tokens) < params.max_new_tokens:
                 # Finished early without EOS/stop text: only padding follows (pad not in eos_ids).
@@ -92,6 +126,7 @@ class HFEngine:
                     token_ids=tokens,
                     text=self._decode(tokens),
                     finish_reason="stop" if stopped else "length",
+                    logprobs=row_lp[: len(tokens)].tolist(),
                 )
             )
         return results
