@@ -131,10 +131,10 @@ def test_truncated_is_weights_on_advantages_weight_each_token_loss():
     g = torch.Generator().manual_seed(1)
     lp, old, adv = (torch.randn(2, 5, generator=g) * 0.3 for _ in range(3))
     w = truncated_is_weights(old, torch.randn(2, 5, generator=g), torch.ones(2, 5), cap=2.0)
+    one = torch.ones(1, 1)
     for b in range(2):
         for t in range(5):
-            one = torch.ones(1, 1)
-            at = lambda x: x[b : b + 1, t : t + 1]  # noqa: E731
-            weighted, _ = policy_loss(at(lp), at(old), at(adv), one, 0.2)
-            folded, _ = policy_loss(at(lp), at(old), at(adv) * at(w), one, 0.2)
-            assert math.isclose(float(weighted) * float(at(w)), float(folded), rel_tol=1e-5)
+            x, y, a, wt = (v[b : b + 1, t : t + 1] for v in (lp, old, adv, w))
+            weighted, _ = policy_loss(x, y, a, one, 0.2)
+            folded, _ = policy_loss(x, y, a * wt, one, 0.2)
+            assert math.isclose(float(weighted) * float(wt), float(folded), rel_tol=1e-5)
