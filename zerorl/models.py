@@ -59,6 +59,15 @@ def resolve_model_path(path: str) -> tuple[str, str | None]:
     return path, None
 
 
+def resolve_device(name: str) -> str:
+    """``auto`` -> ``cuda`` when a GPU is visible, else ``cpu``; ``cpu``/``cuda`` as given."""
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("train.device=cuda but torch sees no CUDA device (zerorl doctor says why)")
+    return name
+
+
 def load_tokenizer(path: str) -> PreTrainedTokenizerBase:
     """Load the tokenizer of a model directory; ensures a pad token (EOS if none).
 

@@ -12,7 +12,7 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from zerorl.config import Config
-from zerorl.models import load_critic, load_policy, load_tokenizer
+from zerorl.models import load_critic, load_policy, load_tokenizer, resolve_device
 from zerorl.reward import RewardPool
 from zerorl.rollout import local_engine
 from zerorl.rollout.base import RolloutEngine
@@ -49,14 +49,14 @@ def build_local_roles(cfg: Config, checkpoint: Path | None = None) -> Roles:
     """Build every role in this process; from ``checkpoint`` (policy/, critic/) when resuming."""
     if cfg.train.num_threads:
         torch.set_num_threads(cfg.train.num_threads)
-    m = cfg.model
+    m, device = cfg.model, resolve_device(cfg.train.device)
     policy_path = str(checkpoint / "policy") if checkpoint else m.path
     critic_path = str(checkpoint / "critic") if checkpoint else (m.critic_path or m.path)
     tokenizer = load_tokenizer(policy_path)
-    policy_model = load_policy(policy_path, m.dtype, m.attn_implementation)
+    policy_model = load_policy(policy_path, m.dtype, m.attn_implementation).to(device)
     critic_model = load_critic(
         critic_path, m.dtype, m.attn_implementation, m.value_head_init, seed=cfg.train.seed
-    )
+    ).to(device)
     if m.gradient_checkpointing:
         policy_model.gradient_checkpointing_enable()
         critic_model.backbone.gradient_checkpointing_enable()
@@ -82,7 +82,8 @@ def build_local_roles(cfg: Config, checkpoint: Path | None = None) -> Roles:
     reference = None
     if p.kl_loss_coef > 0 or p.kl_penalty_coef > 0:
         # The reference is the *initial* policy, also when resuming.
-        ref_model = load_policy(m.path, m.dtype, m.attn_implementation).eval().requires_grad_(False)
+        ref_model = load_policy(m.path, m.dtype, m.attn_implementation).to(device)
+        ref_model = ref_model.eval().requires_grad_(False)
         reference = PolicyWorker(
             ref_model, optim_settings(cfg, 0.0), micro_rows=cfg.train.micro_rows
         )

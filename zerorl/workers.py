@@ -226,9 +226,11 @@ class PolicyWorker:
 
     def _forward(self, batch: PackedBatch) -> torch.Tensor:
         # attention_mask=None + restarting position ids: transformers isolates packed samples.
+        dev = self.model.device
         return self.model(
-            input_ids=batch.input_ids, position_ids=batch.position_ids, use_cache=False
-        ).logits
+            input_ids=batch.input_ids.to(dev), position_ids=batch.position_ids.to(dev),
+            use_cache=False,
+        ).logits  # fmt: skip
 
     @torch.no_grad()
     def logprobs(self, batch: PackedBatch) -> PolicyOutput:
@@ -238,8 +240,8 @@ class PolicyWorker:
         for rows in _micro_batches(list(range(batch.num_rows)), self.micro_rows):
             sub = batch.rows(rows)
             logits = self._forward(sub)
-            lps.append(token_logprobs(logits, sub.input_ids))
-            ents.append(shift_right(entropy(logits)))
+            lps.append(token_logprobs(logits, sub.input_ids.to(logits.device)).cpu())
+            ents.append(shift_right(entropy(logits)).cpu())
         return PolicyOutput(torch.cat(lps), torch.cat(ents))
 
     def train(
@@ -306,14 +308,15 @@ class CriticWorker:
         self.aggregation: Aggregation = aggregation
 
     def _values(self, batch: PackedBatch) -> torch.Tensor:
-        return shift_right(self.critic(batch.input_ids, batch.position_ids))
+        dev = self.critic.value_head.weight.device
+        return shift_right(self.critic(batch.input_ids.to(dev), batch.position_ids.to(dev)))
 
     @torch.no_grad()
     def values(self, batch: PackedBatch) -> torch.Tensor:
         """The critic's value before each token, aligned with ``input_ids``: (B, T)."""
         self.critic.eval()
         parts = [
-            self._values(batch.rows(rows))
+            self._values(batch.rows(rows)).cpu()
             for rows in _micro_batches(list(range(batch.num_rows)), self.micro_rows)
         ]
         return torch.cat(parts)

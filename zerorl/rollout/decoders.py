@@ -187,7 +187,7 @@ class NativeDecoder:
         logits, cache = hf_prefill(self.model, ids, mask)
         keys = [layer.keys for layer in cache.layers]
         values = [layer.values for layer in cache.layers]
-        pad_bias = torch.zeros(ids.shape, dtype=keys[0].dtype).masked_fill_(mask == 0, -torch.inf)
+        pad_bias = keys[0].new_zeros(ids.shape).masked_fill_(mask == 0, -torch.inf)
         counts = torch.bincount(row_group, minlength=len(ids))
         self.S = int(counts.max())
         # Short prompts: copying them into every row costs less than the grid's extra ops.
@@ -196,7 +196,7 @@ class NativeDecoder:
             self.kp = [k.transpose(-1, -2).contiguous() for k in keys]
             self.vp, self.group_bias = values, pad_bias
             first = counts.cumsum(0) - counts
-            within = torch.arange(len(row_group)) - first[row_group]
+            within = torch.arange(len(row_group), device=row_group.device) - first[row_group]
             self._set_rows(row_group, row_group * self.S + within, len(ids))
             self.ks = [k.new_zeros((len(row_group), *k.shape[1:2], 0, k.shape[3])) for k in keys]
             self.vs = [torch.zeros_like(k) for k in self.ks]
@@ -213,7 +213,7 @@ class NativeDecoder:
     def _set_rows(self, row_group: Tensor, slot: Tensor, n_groups: int) -> None:
         self.row_group, self.slot, self.G = row_group, slot, n_groups
         self.dense = n_groups * self.S == len(slot) and bool(
-            (slot == torch.arange(len(slot))).all()
+            (slot == torch.arange(len(slot), device=slot.device)).all()
         )
         self.bias = self.group_bias[row_group][:, None]  # (B, 1, W)
 
@@ -303,6 +303,6 @@ class NativeDecoder:
         if need > len(self.cos):
             size = max(need, 2 * len(self.cos), 512)
             ref = self.ks[0]
-            cos, sin = self.rotary(ref, torch.arange(size)[None])
+            cos, sin = self.rotary(ref, torch.arange(size, device=ref.device)[None])
             self.cos, self.sin = cos[0].to(ref.dtype), sin[0].to(ref.dtype)
         return self.cos[pos][:, None], self.sin[pos][:, None]

@@ -99,7 +99,9 @@ class FastEngine:
     def generate(self, prompts: list[str], params: SamplingParams) -> list[list[Completion]]:
         """``params.n`` completions per prompt, in prompt order (see ``RolloutEngine``)."""
         prompt_ids = self.encode(prompts)
-        workers = self.workers or torch.get_num_threads()
+        # On a GPU one chunk (one stream of kernels) decodes the whole batch.
+        on_gpu = self.model.device.type == "cuda"
+        workers = self.workers or (1 if on_gpu else torch.get_num_threads())
         rows = min(self.batch_size, len(prompts) * params.n)  # rows decoded at once, in all
         chunks = self._chunks(prompt_ids, params, -(-rows // workers))
         workers = min(workers, len(chunks))
@@ -166,9 +168,10 @@ class FastEngine:
             decoder = (
                 NativeDecoder(self.model, weights) if weights else HFForwardDecoder(self.model)
             )
-            sampler = Sampler(params, seed=chunk.seed)
+            sampler = Sampler(params, seed=chunk.seed, device=ids.device)
+            row_group = chunk.row_group.to(ids.device)
             ends = self._decode_loop(
-                decoder, ids, mask, chunk.row_group, T, sampler, stopper, tokens, logps
+                decoder, ids, mask, row_group, T, sampler, stopper, tokens, logps
             )
         return [
             self._completion(i, prompt_ids[i], tokens[b], logps[b], ends[b], params)
@@ -187,10 +190,12 @@ class FastEngine:
         tokens: Tensor,
         logps: Tensor,
     ) -> list[int]:
-        """Fill ``tokens``/``logps`` (B, max_new) in place; return each row's length (stop kept).
+        """Fill ``tokens``/``logps`` (B, max_new, on CPU) in place; return each row's length
+        (stop kept).
 
         ``rows`` maps the decoder's current rows to chunk rows; finished rows keep being decoded
         (their extra tokens are ignored) until enough of them have finished to pay for a compaction.
+        The decoder's tensors live on the model's device; the bookkeeping stays on CPU.
         """
         ends = [max_new] * len(row_group)
         logits = decoder.prefill(ids, mask, row_group)
@@ -199,10 +204,11 @@ class FastEngine:
         dead = 0
         for t in range(max_new):
             tok, lp = sampler(logits)
-            tokens[rows, t] = tok
-            logps[rows, t] = lp
+            tok_cpu = tok.cpu()
+            tokens[rows, t] = tok_cpu
+            logps[rows, t] = lp.cpu()
             if t + 1 >= self.min_new_tokens:
-                done = stopper(tok, tokens, rows, t) & alive
+                done = stopper(tok_cpu, tokens, rows, t) & alive
                 if done.any():
                     finished = done.nonzero().flatten()
                     for r in rows[finished].tolist():
@@ -213,8 +219,9 @@ class FastEngine:
                         break
                     if dead >= max(1.0, self.compact_fraction * len(rows)):
                         keep = alive.nonzero().flatten()
-                        decoder.keep(keep)
-                        rows, tok, alive, dead = rows[keep], tok[keep], alive[keep], 0
+                        decoder.keep(keep.to(tok.device))
+                        rows, alive, dead = rows[keep], alive[keep], 0
+                        tok = tok[keep.to(tok.device)]
             if t + 1 < max_new:
                 logits = decoder.step(tok)
         return ends
