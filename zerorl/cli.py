@@ -130,6 +130,23 @@ def list_presets() -> None:
         console.print(f"[bold]{name}[/]: {first}")
 
 
+@app.command()
+def doctor(
+    preset: Annotated[
+        str | None, typer.Option(help="also check what this preset needs; exit 1 if missing")
+    ] = None,
+) -> None:
+    """Check this machine: torch/CUDA, GPUs, NCCL, optional installs, the reward pool."""
+    from zerorl.config import ConfigError
+    from zerorl.doctor import run
+
+    try:
+        code = run(preset, console)
+    except ConfigError as e:
+        _fail(str(e))
+    raise typer.Exit(code)
+
+
 def _mount_subcommands() -> None:
     from zerorl.data.cli import data_app
     from zerorl.eval.cli import analyze_command, eval_command, report_command
