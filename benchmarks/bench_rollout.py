@@ -69,8 +69,8 @@ def _fixed_length_rows(policy, tok, bm: BenchModel, batch: int, vllm, quick: boo
     params = SamplingParams(n=SAMPLES, max_new_tokens=NEW_TOKENS, seed=0)
     contenders = {
         "zerorl fast": lambda: fast.generate(prompts, params),
-        "HF generate": _hf_generate(policy, tok, ids, None),
-        "HF generate static": _hf_generate(policy, tok, ids, "static"),
+        "HF generate": hf_generate_call(policy, tok, ids, None),
+        "HF generate static": hf_generate_call(policy, tok, ids, "static"),
     }
     if batch == 256 and not quick:  # the generic backend, to show what the native one buys
         hf_fast = FastEngine(policy, tok, batch_size=batch, backend="hf", min_new_tokens=NEW_TOKENS)
@@ -94,23 +94,27 @@ def _fixed_length_rows(policy, tok, bm: BenchModel, batch: int, vllm, quick: boo
     return rows
 
 
-def _hf_generate(policy, tok, ids: list[list[int]], cache: str | None):
-    """One ``generate`` call over every (prompt, sample) row, left-padded, like ``HFEngine``."""
+def hf_generate_call(
+    policy, tok, ids: list[list[int]], cache: str | None, new_tokens: int = NEW_TOKENS
+):
+    """One ``generate`` call over every (prompt, sample) row, left-padded, like ``HFEngine``,
+    exactly ``new_tokens`` new tokens per row, on the policy's device."""
     pad = tok.pad_token_id
     rows = [x for x in ids for _ in range(SAMPLES)]
     width = max(map(len, rows))
-    input_ids = torch.tensor([[pad] * (width - len(x)) + x for x in rows])
-    mask = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in rows])
+    input_ids = torch.tensor([[pad] * (width - len(x)) + x for x in rows]).to(policy.device)
+    mask = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in rows]).to(policy.device)
     generator_state = torch.Generator().manual_seed(0).get_state()
 
     def call() -> None:
         with torch.random.fork_rng(devices=[]), torch.inference_mode():
             torch.set_rng_state(generator_state)
+            # .tolist(): the call ends when the device has finished, not when it was queued.
             policy.generate(
                 input_ids=input_ids, attention_mask=mask, do_sample=True, temperature=1.0,
-                top_p=1.0, top_k=0, max_new_tokens=NEW_TOKENS, min_new_tokens=NEW_TOKENS,
+                top_p=1.0, top_k=0, max_new_tokens=new_tokens, min_new_tokens=new_tokens,
                 pad_token_id=pad, cache_implementation=cache,
-            )  # fmt: skip
+            ).tolist()  # fmt: skip
 
     return call
 
