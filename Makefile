@@ -1,4 +1,4 @@
-.PHONY: install lint format test test-slow bench
+.PHONY: install lint format test test-slow bench gpu-check
 
 install:
 	pip install torch==2.13.0 && pip install -e '.[dev]'
@@ -19,3 +19,6 @@ test-slow:
 
 bench:
 	python -m benchmarks
+
+gpu-check:
+	bash scripts/gpu-check
