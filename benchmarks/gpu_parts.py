@@ -352,12 +352,14 @@ def _colocation_cycle(ctx: Ctx, worker, shape: str) -> dict[str, Any]:
     sync()
     out["train_tokens_per_s"] = int(batch.attention_mask.sum()) / (time.perf_counter() - start)
     out["gib_after_train"] = gib_allocated()
+    start = time.perf_counter()
+    state = worker.full_state_dict()  # gathered while the ranks hold the GPU, as the Ray backend
+    out["gather_seconds"] = time.perf_counter() - start
     worker.offload()
     out["gib_after_offload"] = gib_allocated()
     engine_model = random_model(shape, torch.bfloat16, ctx.device).eval()
     engine = FastEngine(engine_model, word_tokenizer(vocab), batch_size=64)
     start = time.perf_counter()
-    state = worker.full_state_dict()
     push_weights(engine, state)
     sync()
     out["weight_update_seconds"] = time.perf_counter() - start
