@@ -196,3 +196,12 @@ def test_engine_trainer_mismatch_is_zero_on_cpu_fp32(
     for a, b in zip(plain, weighted):
         assert math.isclose(a["policy/loss"], b["policy/loss"], rel_tol=1e-4, abs_tol=1e-6)
         assert a["reward/mean"] == b["reward/mean"]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without CUDA")
+def test_train_device_cuda_without_a_gpu_is_a_clear_error(
+    tiny_model_dir, tiny_train_file, tmp_path
+):
+    cfg = tiny_config(tiny_model_dir, tiny_train_file, "train.device=cuda")
+    with pytest.raises(ValueError, match="zerorl doctor"):
+        run_training(cfg, tmp_path / "run", on_info=lambda s: None)
