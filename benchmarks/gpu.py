@@ -122,6 +122,8 @@ def run_part(plan: Plan, device: str, budget: float, peak: float | None) -> Resu
     try:
         figures = run(ctx)
         status = "ok" if device == "cuda" else "ok (CPU dry run: tiny shapes)"
+    except parts.Skip as e:
+        figures, status = {}, f"skipped: {e}"
     except PartTimeout:
         figures, status = {}, f"failed: still running {budget + 60:.0f} s after its start"
     except Exception as e:

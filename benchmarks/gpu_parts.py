@@ -33,6 +33,10 @@ SHAPES = {
 }  # fmt: skip
 
 
+class Skip(Exception):
+    """A part that cannot run here; the message says why (it becomes the part's status)."""
+
+
 @dataclass
 class Ctx:
     device: str  # "cuda", or "cpu" in the dry run
@@ -144,7 +148,10 @@ def embedded_default(ctx: Ctx, dtype: str, steps: int) -> dict[str, Any]:
     through ``zerorl.launch.run_training``: learning figures, seconds per step, mismatch."""
     from zerorl.config import load_config
     from zerorl.launch import run_training
+    from zerorl.toyworld import DEFAULT_SETTINGS, WORLD_SEED, cache_root
 
+    if not (cache_root() / DEFAULT_SETTINGS.digest(WORLD_SEED) / "world.json").exists():
+        raise Skip(f"no toy world in {cache_root()}: carry .gpu (scripts/gpu-wheels builds it)")
     cfg = load_config(
         "tiny-cpu", None,
         [f"train.steps={steps}", f"model.dtype={dtype}", f"train.device={ctx.device}",
