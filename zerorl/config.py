@@ -59,7 +59,7 @@ class DataConfig:
 @dataclass
 class RolloutConfig:
     engine: Literal["hf", "fast", "vllm"] = _f(
-        "hf", "generation engine: hf (generate, CPU/GPU), fast (zerorl's CPU engine), vllm (GPU)"
+        "hf", "generation engine: hf (generate), fast (zerorl's, built for CPU), vllm (GPU, Ray)"
     )
     prompts_per_step: int = _f(128, "unique prompts sampled per PPO step")
     samples_per_prompt: int = _f(64, "responses generated per prompt")

@@ -1,4 +1,5 @@
-"""A fast CPU rollout engine: prompt-shared prefill, fused decoding, rows leave when they finish.
+"""A fast rollout engine, built for CPUs (runs on CUDA too): prompt-shared prefill, fused
+decoding, rows leave when they finish.
 
 Same interface and outputs as ``HFEngine`` (``zerorl.rollout.base.RolloutEngine``), plus:
 ``temperature == 0`` is greedy (token-for-token what ``generate(do_sample=False)`` returns), and
