@@ -317,7 +317,9 @@ def fsdp_colocation(ctx: Ctx, shape: str) -> dict[str, Any]:
         path = Path(tmp) / "policy"
         random_model(shape, torch.bfloat16, "cpu").save_pretrained(path)
         if ctx.device == "cuda":
-            fsdp.init_world(0, 1, fsdp.free_address(), "cuda", timeout_s=300)
+            # One rank on this host: meet on loopback, whatever the host name resolves to.
+            address = ("127.0.0.1", fsdp.free_address()[1])
+            fsdp.init_world(0, 1, address, "cuda", timeout_s=300)
             out["backend"] = torch.distributed.get_backend()
         try:
             worker = _sharded_policy(str(path), ctx.device)
