@@ -148,8 +148,9 @@ def test_dead_worker_stops_the_run_and_resume_continues(
     with pytest.raises(WorkerFailure, match=r"policy rank 0 died during \w+.*--resume"):
         run(cfg, tmp_path / "run", small_dist(), on_step=kill_policy_rank0)
     assert ray.util.list_named_actors() == []  # the failed run stopped all its actors
-    cfg = tiny_config(tiny_model_dir, tiny_train_file, "ray")
-    resumed = run(cfg, tmp_path / "unused", small_dist(), resume=tmp_path / "run").read_metrics()
+    from zerorl.launch import resume_training
+
+    resumed = resume_training(tmp_path / "run", ["train.save_interval=50"]).read_metrics()
     assert compared(resumed) == compared(runs["ray"])
 
 
