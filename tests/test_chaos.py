@@ -20,5 +20,5 @@ def test_random_kills_and_resumes_end_bit_identical(tiny_model_dir, tiny_train_f
         "optim.warmup_steps=1", "train.num_threads=1", "eval.benchmarks=[]",
     ]  # fmt: skip
     result = chaos(kills=3, per_trial=3, workdir=tmp_path, args=args, seed=1)
-    assert result.resumes == result.kills == 3
-    assert result.identical == result.runs == 1
+    assert result.resumes == result.kills == 3  # a run that ends before its kill starts another
+    assert result.identical == result.runs >= 1
