@@ -20,7 +20,7 @@ TOY = "toy"
 def training_prompts(cfg: Config, on_info: Callable[[str], None] = print) -> list[Prompt]:
     """The configured training files, or the toy world's synthetic problems when none are set.
     Prompts with an empty ground truth could only ever score 0: they are dropped and counted, and
-    a file that gives no usable prompt is an error naming it."""
+    a file without a usable prompt is an error naming it."""
     if not cfg.data.train_files:
         from zerorl.toyworld import train_prompts
 
@@ -32,8 +32,7 @@ def training_prompts(cfg: Config, on_info: Callable[[str], None] = print) -> lis
         loaded = load_prompts(path)
         usable = [p for p in loaded if p.ground_truth.strip()]
         if not usable:
-            why = "holds no prompts" if not loaded else "has an empty ground truth in every prompt"
-            raise PromptLoadError(path, None, f"{why}; nothing to train on")
+            raise PromptLoadError(path, None, "every prompt has an empty ground truth")
         if len(usable) < len(loaded):
             first = next(p.id for p in loaded if not p.ground_truth.strip())
             on_info(

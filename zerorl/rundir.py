@@ -178,7 +178,7 @@ class RunDir:
         """Turn a full disk while writing ``what`` into a :class:`DiskFullError` naming it."""
         try:
             yield
-        except (OSError, RuntimeError) as e:
+        except Exception as e:  # each writer says "disk full" its own way (see _disk_full)
             if isinstance(e, DiskFullError) or not _disk_full(e, self.path, needed):
                 raise
             raise self._full(what, needed) from None
@@ -356,7 +356,8 @@ def _sha256(path: Path) -> str:
 
 def _disk_full(error: BaseException, path: Path, needed: int | None) -> bool:
     """Whether ``error`` comes from a full disk. torch's writer reports ENOSPC as a bare
-    ``RuntimeError`` (``basic_ios::clear``), so the free space decides for errors without errno."""
+    ``RuntimeError`` (``basic_ios::clear``), safetensors as its own ``SafetensorError``: the free
+    space decides for errors without an errno."""
     if isinstance(error, OSError) and error.errno is not None:
         return error.errno in _DISK_FULL
     return shutil.disk_usage(path).free < max(needed or 0, 1 << 20)

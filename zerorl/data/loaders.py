@@ -138,6 +138,8 @@ def _load_report(
             if errors == "raise":
                 raise PromptLoadError(p, index, reason) from None
             report.skipped.append((index, reason))
+    if report.n_items == 0:
+        raise PromptLoadError(p, None, "holds no prompts")
     report.n_loaded = len(prompts)
     if report.skipped:
         first_index, first_reason = report.skipped[0]
