@@ -95,8 +95,7 @@ class RunDir:
     def open(cls, path: str | Path, on_info: Callable[[str], None] = print) -> RunDir:
         """An existing run, locked, with the leftovers of an interrupted save removed."""
         run = cls(path)
-        if not (run.path / "config.yaml").is_file():
-            raise FileNotFoundError(f"{run.path} is not a run folder (it has no config.yaml)")
+        run.load_config()  # a clear error where there is no run
         run._take_lock(on_info)
         run.remove_partial_saves(on_info)
         return run
@@ -115,6 +114,11 @@ class RunDir:
     def load_config(self) -> Config:
         import yaml
 
+        if not (self.path / "config.yaml").is_file():
+            raise FileNotFoundError(
+                f"{self.path} is not a run folder (it has no config.yaml); to start a run there: "
+                f"zerorl train --out {self.path}"
+            )
         return config_from_dict(yaml.safe_load((self.path / "config.yaml").read_text()))
 
     def save_config(self, cfg: Config, event: str, changes: dict[str, list[Any]]) -> None:
