@@ -18,7 +18,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from zerorl.rundir import MANIFEST, RunDir, read_jsonl
@@ -34,12 +35,22 @@ class ChaosResult:
     resumes: int = 0
     runs: int = 0
     identical: int = 0
+    where: Counter = field(default_factory=Counter)  # what each kill interrupted
 
     def line(self) -> str:
+        where = ", ".join(f"{n} {what}" for what, n in sorted(self.where.items()))
         return (
-            f"kills {self.kills}, resumes {self.resumes}, "
+            f"kills {self.kills} ({where}), resumes {self.resumes}, "
             f"identical runs {self.identical}/{self.runs}"
         )
+
+
+def progress(run: Path) -> str:
+    """How far a killed run had come: before its folder had a config, or its last logged step."""
+    if not (run / "config.yaml").exists():
+        return "during start-up (no config yet)"
+    steps = [m["step"] for m in read_jsonl(run / "metrics.jsonl", warn=lambda m: None)]
+    return f"with step {max(steps)} logged" if steps else "before any step was logged"
 
 
 def train(args: list[str], log: Path, kill_after: float | None) -> int | None:
@@ -74,10 +85,14 @@ def fingerprint(run: Path) -> tuple[list[dict], dict[str, str]]:
     return metrics, weights
 
 
-def trial(run: Path, args: list[str], kills: int, window: float, rng: random.Random, log: Path):
-    """Train into ``run`` until it finishes, killing it ``kills`` times; (kills, resumes). A
-    resume is ``--resume``, or ``--out`` again when the kill came before the folder had a config."""
+def trial(
+    run: Path, args: list[str], kills: int, window: float, rng: random.Random, log: Path
+) -> tuple[int, int, Counter]:
+    """Train into ``run`` until it finishes, killing it ``kills`` times; (kills, resumes, where
+    the kills landed). A resume is ``--resume``, or ``--out`` again when the kill came before the
+    folder had a config."""
     done_kills = resumes = 0
+    where: Counter = Counter()
     while True:
         started = (run / "config.yaml").exists()
         step_args = ["--resume", str(run)] if started else ["--out", str(run), *args]
@@ -86,10 +101,11 @@ def trial(run: Path, args: list[str], kills: int, window: float, rng: random.Ran
         code = train(step_args, log, kill_after)
         if code is None:
             done_kills += 1
+            where[progress(run)] += 1
         elif code != 0:
             raise RuntimeError(f"zerorl train exited with {code}; see {log}")
         else:
-            return done_kills, resumes
+            return done_kills, resumes, where
 
 
 def chaos(kills: int, per_trial: int, workdir: Path, args: list[str], seed: int = 0) -> ChaosResult:
@@ -103,7 +119,8 @@ def chaos(kills: int, per_trial: int, workdir: Path, args: list[str], seed: int 
     rng, result = random.Random(seed), ChaosResult()
     while result.kills < kills:
         run = workdir / f"run{result.runs}"
-        k, r = trial(run, args, min(per_trial, kills - result.kills), window, rng, log)
+        k, r, where = trial(run, args, min(per_trial, kills - result.kills), window, rng, log)
+        result.where.update(where)
         result.kills, result.resumes, result.runs = (
             result.kills + k,
             result.resumes + r,
