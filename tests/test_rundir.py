@@ -88,6 +88,8 @@ def test_resume_refuses_keys_that_a_checkpoint_fixes(reference, tmp_path):
     assert "model.path (the checkpoint holds the weights" in str(e.value)
     assert "train.seed (every step's sampling" in str(e.value)
     assert "temperature" not in str(e.value)
+    with pytest.raises(ConfigError, match=r"train\.steps=1: the checkpoint is at step 2"):
+        resume_training(run, ["train.steps=1"])
     assert (run / "config.yaml").read_text() == before
     RunDir.open(run).close()  # the refusal released the lock
 

@@ -110,6 +110,9 @@ def resume_training(
     try:
         cfg, changes = resumed_config(run.load_config(), overrides)
         checkpoint = run.good_checkpoint(on_info)
+        done = load_trainer_state(checkpoint)["step"] if checkpoint else 0
+        if 0 < cfg.train.steps < done:  # refused before config.yaml records it
+            raise ConfigError(f"train.steps={cfg.train.steps}: the checkpoint is at step {done}")
         for key, (old, new) in changes.items():
             on_info(f"resume: {key} {old!r} -> {new!r}")
         start = checkpoint.name if checkpoint else "step 0"
@@ -150,7 +153,7 @@ def _train(
             roles.policy.load_optim(checkpoint / "policy")
             roles.critic.load_optim(checkpoint / "critic")
             if trainer.step > total:
-                raise ConfigError(f"train.steps={total} is below the checkpoint's {trainer.step}")
+                raise ConfigError(f"train.steps={total}: the checkpoint is at step {trainer.step}")
             on_info(f"resumed {run.path} at step {trainer.step} of {total}")
         if resumed:  # metrics past the checkpoint are recomputed (all of them without one)
             run.truncate_metrics(trainer.step if checkpoint is not None else -1)
