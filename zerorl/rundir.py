@@ -122,12 +122,13 @@ class RunDir:
         return config_from_dict(yaml.safe_load((self.path / "config.yaml").read_text()))
 
     def save_config(self, cfg: Config, event: str, changes: dict[str, list[Any]]) -> None:
-        """Write config.yaml and append the event (with its changed keys) to the history."""
+        """Write config.yaml and add the event (with its changed keys) to the history; both
+        atomically (the history is rewritten whole: a few lines per run)."""
+        record = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "event": event, "changes": changes}
+        history = [*self.config_history(), record]
         with self._disk("config.yaml"):
             atomic_write(self.path / "config.yaml", to_yaml(cfg))
-            record = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "event": event}
-            with open(self.path / HISTORY, "a") as f:
-                f.write(json.dumps({**record, "changes": changes}) + "\n")
+            atomic_write(self.path / HISTORY, "".join(json.dumps(r) + "\n" for r in history))
 
     def config_history(self) -> list[dict[str, Any]]:
         return read_jsonl(self.path / HISTORY)
