@@ -177,6 +177,13 @@ def test_a_layout_the_cluster_cannot_hold_fails_before_any_actor_starts(
     with pytest.raises(LayoutError, match=r"asks for CPU 2\.25 \(the cluster has 2\).*never"):
         build_ray_roles(cfg, settings=dist)
     assert ray_cluster.util.list_named_actors() == []
+    # A cluster joined by address may grow: the same shortfall is said, and the placement waits.
+    from zerorl.distributed.placement import check_cluster
+
+    said: list[str] = []
+    check_cluster(plan_layout(dist, 1, 1, False), 0.25, can_grow=True, on_info=said.append)
+    assert said == ["the layout asks for CPU 2.25 (the cluster has 2) in all; waiting for the "
+                    "cluster to grow (an autoscaler may add nodes)"]  # fmt: skip
 
 
 def test_a_late_worker_is_named(ray_cluster):

@@ -210,7 +210,7 @@ def test_call_budget_bounds_one_call_and_counts_the_rest_as_timeouts() -> None:
     with RewardPool(num_workers=1, timeout_s=GENEROUS_S, call_budget_s=1.0) as pool:
         assert pool.wait_ready()
         start = time.monotonic()
-        result = pool.score(slow + [wrap("3")], ["1"] * 40 + ["3"], [True] * 41)
+        result = pool.score([*slow, wrap("3")], ["1"] * 40 + ["3"], [True] * 41)
         assert time.monotonic() - start < 30  # hang guard only: unbounded it takes minutes
         assert result.timeouts >= 39
         assert result.reasons.count("timeout") == result.timeouts
