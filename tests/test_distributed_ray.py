@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from zerorl.config import load_config
-from zerorl.distributed.placement import LayoutError, Seat, plan_layout
+from zerorl.distributed.placement import LayoutError, Seat, plan_layout, shortfall
 from zerorl.distributed.settings import DistSettings
 
 HERE = Path(__file__).parent
@@ -51,6 +51,17 @@ def test_cpu_layout_and_group_sizes():
     assert len(plan.bundles) == 2 and "GPU" not in plan.bundles[0]
     assert [len(plan.policy), len(plan.critic), len(plan.reference)] == [2, 1, 2]
     assert all(seat.gpus == 0.0 for seat in plan.policy + plan.engines)
+
+
+def test_shortfall_names_what_can_never_be_placed():
+    two_cpus = [{"CPU": 2.0}]
+    assert shortfall([{"CPU": 0.5}] * 4, two_cpus) is None
+    asked = shortfall([{"CPU": 0.5}] * 4 + [{"CPU": 0.25}], two_cpus)
+    assert asked == "the layout asks for CPU 2.25 (the cluster has 2) in all"
+    assert "asks for GPU 1 (the cluster has 0)" in shortfall([{"CPU": 1, "GPU": 1}], two_cpus)
+    nodes = [{"CPU": 1.0, "GPU": 1.0}, {"CPU": 1.0, "GPU": 1.0}]
+    assert "no node can hold the bundle {'GPU': 2.0}" in shortfall([{"GPU": 2.0}], nodes)
+    assert shortfall([{"GPU": 1.0}, {"GPU": 1.0}], nodes) is None
 
 
 # ---------------------------------------------------------------- Ray
@@ -148,9 +159,31 @@ def test_dead_worker_stops_the_run_and_resume_continues(
     with pytest.raises(WorkerFailure, match=r"policy rank 0 died during \w+.*--resume"):
         run(cfg, tmp_path / "run", small_dist(), on_step=kill_policy_rank0)
     assert ray.util.list_named_actors() == []  # the failed run stopped all its actors
-    cfg = tiny_config(tiny_model_dir, tiny_train_file, "ray")
-    resumed = run(cfg, tmp_path / "unused", small_dist(), resume=tmp_path / "run").read_metrics()
+    from zerorl.launch import resume_training
+
+    resumed = resume_training(tmp_path / "run", ["train.save_interval=50"]).read_metrics()
     assert compared(resumed) == compared(runs["ray"])
+
+
+def test_a_layout_the_cluster_cannot_hold_fails_before_any_actor_starts(
+    ray_cluster, tiny_model_dir, tiny_train_file, tmp_path
+):
+    """Issue 16's case: a separate layout asking 2.25 CPUs of the 2-CPU cluster."""
+    from zerorl.distributed.builder import build_ray_roles
+
+    cfg = tiny_config(tiny_model_dir, tiny_train_file, "ray")
+    dist = DistSettings(colocate=False, policy_ranks=2, critic_ranks=1, cpus_per_slot=0.5,
+                        reward_cpus=0.25, start_timeout_s=600)  # fmt: skip
+    with pytest.raises(LayoutError, match=r"asks for CPU 2\.25 \(the cluster has 2\).*never"):
+        build_ray_roles(cfg, settings=dist)
+    assert ray_cluster.util.list_named_actors() == []
+    # A cluster joined by address may grow: the same shortfall is said, and the placement waits.
+    from zerorl.distributed.placement import check_cluster
+
+    said: list[str] = []
+    check_cluster(plan_layout(dist, 1, 1, False), 0.25, can_grow=True, on_info=said.append)
+    assert said == ["the layout asks for CPU 2.25 (the cluster has 2) in all; waiting for the "
+                    "cluster to grow (an autoscaler may add nodes)"]  # fmt: skip
 
 
 def test_a_late_worker_is_named(ray_cluster):

@@ -201,3 +201,20 @@ def test_reuse_across_steps(pool: RewardPool) -> None:
         result = pool.score([wrap(str(step)), wrap("x")], [str(step), "y"], [True, True])
         assert result.scores == [1.0, 0.0]
     assert pool.pids == before
+
+
+def test_call_budget_bounds_one_call_and_counts_the_rest_as_timeouts() -> None:
+    """40 distinct slow answers (~2 s each) would hold one call for over a minute; with a 1 s
+    budget the rest score 0 as timeouts, and the pool then scores as before."""
+    slow = [wrap(f"(x+1)^{{{1200 + i}}} - (x-1)^{{{1200 + i}}}") for i in range(40)]
+    with RewardPool(num_workers=1, timeout_s=GENEROUS_S, call_budget_s=1.0) as pool:
+        assert pool.wait_ready()
+        start = time.monotonic()
+        result = pool.score([*slow, wrap("3")], ["1"] * 40 + ["3"], [True] * 41)
+        assert time.monotonic() - start < 30  # hang guard only: unbounded it takes minutes
+        assert result.timeouts >= 39
+        assert result.reasons.count("timeout") == result.timeouts
+        assert all(s == 0.0 for s, r in zip(result.scores, result.reasons) if r == "timeout")
+        assert pool.score([wrap("3")], ["3"], [True]).scores == [1.0]
+    with pytest.raises(ValueError, match="call_budget_s"):
+        RewardPool(call_budget_s=-1)

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from zerorl.config import ConfigError, load_config
-from zerorl.launch import run_training
+from zerorl.launch import resume_training, run_training
 from zerorl.models import ModelPathError
 
 TIME_KEYS = ("time/", "throughput/")
@@ -117,11 +117,7 @@ def test_resume_is_bit_identical(tiny_model_dir, tiny_train_file, tmp_path):
         tmp_path / "part",
         on_info=lambda s: None,
     )
-    resumed = run_training(
-        tiny_config(tiny_model_dir, tiny_train_file, "train.steps=4"),
-        resume=part.path,
-        on_info=lambda s: None,
-    )
+    resumed = resume_training(part.path, ["train.steps=4"], on_info=lambda s: None)
     a, b = comparable(full.read_metrics()), comparable(resumed.read_metrics())
     assert [m["step"] for m in b] == [1, 2, 3, 4]
     assert a == b

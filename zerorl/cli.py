@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
@@ -56,8 +57,8 @@ def train(
         list[str] | None, typer.Argument(help="section.key=value overrides")
     ] = None,
     preset: Annotated[
-        str, typer.Option(help=f"preset name ({', '.join(presets())})")
-    ] = DEFAULT_PRESET,
+        str | None, typer.Option(help=f"preset name ({', '.join(presets())}; default tiny-cpu)")
+    ] = None,
     config: Annotated[Path | None, typer.Option(help="YAML config file")] = None,
     steps: Annotated[int | None, typer.Option(help="PPO steps (train.steps)")] = None,
     seed: Annotated[int | None, typer.Option(help="seed (train.seed)")] = None,
@@ -65,37 +66,70 @@ def train(
         Path | None, typer.Option(help="run directory (default runs/<timestamp>)")
     ] = None,
     resume: Annotated[
-        Path | None, typer.Option(help="continue this run from its last checkpoint")
+        Path | None,
+        typer.Option(help="continue this run from its last good checkpoint, with its own config"),
     ] = None,
     backend: Annotated[str | None, typer.Option(help="local or ray (train.backend)")] = None,
     address: Annotated[str | None, typer.Option(help="Ray cluster address (dist.address)")] = None,
 ) -> None:
-    """Train with ORZ's PPO. With no arguments: the embedded tiny-cpu toy world (no download)."""
-    from zerorl.launch import run_training
-    from zerorl.models import ModelPathError
+    """Train with ORZ's PPO. With no arguments: the embedded tiny-cpu toy world (no download).
 
+    With --resume RUN, RUN's own config is used; key=value (and --steps ...) change it where a
+    resumed run may change (each change is printed and kept in RUN/config_history.jsonl)."""
     _quiet_libraries()
     extra = list(overrides or [])
-    if steps is not None:
-        extra.append(f"train.steps={steps}")
-    if seed is not None:
-        extra.append(f"train.seed={seed}")
-    if backend is not None:
-        extra.append(f"train.backend={backend}")
+    for key, value in (("train.steps", steps), ("train.seed", seed), ("train.backend", backend)):
+        if value is not None:
+            extra.append(f"{key}={value}")
     if address is not None:
         extra.append(f"dist.address={address}")
+    if resume is not None and (preset or config or out):
+        _fail(f"--resume continues {resume} with its own config; give changes as key=value "
+              "(--preset, --config and --out are for new runs)")  # fmt: skip
+    _run_train(preset or DEFAULT_PRESET, config, extra, out, resume)
+
+
+def _run_train(
+    preset: str, config: Path | None, extra: list[str], out: Path | None, resume: Path | None
+) -> None:
+    from zerorl.launch import resume_training, run_training
+    from zerorl.models import ModelPathError
+    from zerorl.rundir import DiskFullError, RunDir
+    from zerorl.runlock import RunLockedError
+
+    run = out or resume
     try:
-        cfg = load_config(preset, config, extra)
+        if resume is None:
+            cfg = load_config(preset, config, extra)
+            header = f"preset={preset}"
+        else:
+            from zerorl.resume import resumed_config
+
+            cfg, _ = resumed_config(RunDir(resume).load_config(), extra)
+            header = f"--resume {resume}"
         total = cfg.train.steps
         console.print(
-            f"[bold]zerorl train[/] preset={preset} model={cfg.model.path} steps={total or 'auto'}"
+            f"[bold]zerorl train[/] {header} model={cfg.model.path} steps={total or 'auto'}"
         )
-        run = run_training(cfg, out, resume, on_step=_step_line(total), on_info=console.print)
-    except (ConfigError, ModelPathError, FileExistsError, FileNotFoundError) as e:
+        show = {"on_step": _step_line(total), "on_info": console.print}
+        if resume is None:
+            run = run_training(cfg, out, **show).path
+        else:
+            run = resume_training(resume, extra, **show).path
+    except (ConfigError, ModelPathError, FileExistsError, FileNotFoundError, RunLockedError) as e:
         _fail(str(e))
+    except DiskFullError as e:  # names its path and the bytes it needs
+        _fail(e.strerror)
     except ValueError as e:  # data files that do not parse name the file and item
         _fail(str(e))
-    console.print(f"[bold green]done[/]: {run.path} (metrics.jsonl, tb/, rollouts/, checkpoints/)")
+    except KeyboardInterrupt:  # the run printed where it stopped and how to continue
+        raise typer.Exit(130) from None
+    except RuntimeError as e:
+        groups = sys.modules.get("zerorl.distributed.groups")  # loaded by the Ray backend only
+        if groups is None or not isinstance(e, groups.WorkerFailure):
+            raise
+        _fail(str(e))  # a dead Ray worker: its message names it and says how to resume
+    console.print(f"[bold green]done[/]: {run} (metrics.jsonl, tb/, rollouts/, checkpoints/)")
 
 
 @app.command("config")

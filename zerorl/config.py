@@ -76,6 +76,9 @@ class RolloutConfig:
 class RewardConfig:
     num_workers: int = _f(2, "verification worker processes")
     timeout_s: float = _f(5.0, "hard wall-clock limit per answer; a hung worker is replaced")
+    call_budget_s: float = _f(
+        0.0, "limit on verification per reward call; then the rest score 0 as timeouts (0 = off)"
+    )
     memory_mb: int = _f(2048, "address-space limit per verification worker (MiB)")
 
 
@@ -123,6 +126,7 @@ class TrainConfig:
     pack_length: int = _f(10048, "tokens per packed training row")
     micro_rows: int = _f(1, "packed rows per forward/backward")
     save_interval: int = _f(50, "checkpoint every N steps (the last step is always saved)")
+    keep_checkpoints: int = _f(0, "keep the N newest checkpoints, delete older ones (0 = all)")
     out_dir: str = _f("runs", "parent directory of run directories")
     run_name: str = _f("", "run directory name; empty = a timestamp")
     backend: Literal["local", "ray"] = _f("local", "local: one process; ray: Ray workers")
@@ -333,6 +337,9 @@ def validate(cfg: Config) -> None:
         (cfg.optim.warmup_steps >= 0, "optim.warmup_steps must be >= 0"),
         (cfg.train.steps >= 0 and cfg.train.episodes > 0, "train.steps >= 0, train.episodes > 0"),
         (cfg.train.micro_rows >= 1, "train.micro_rows must be >= 1"),
+        (cfg.train.save_interval >= 1, "train.save_interval must be >= 1"),
+        (cfg.train.keep_checkpoints >= 0, "train.keep_checkpoints must be >= 0"),
+        (cfg.reward.call_budget_s >= 0, "reward.call_budget_s must be >= 0"),
         (cfg.reward.timeout_s > 0, "reward.timeout_s must be > 0"),
         (cfg.eval.samples >= 1, "eval.samples must be >= 1"),
         (cfg.eval.interval >= 0, "eval.interval must be >= 0"),

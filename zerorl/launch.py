@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from zerorl.config import Config, ConfigError
 from zerorl.data.stream import PromptStream
+from zerorl.resume import resumed_config
 from zerorl.roles import Roles, build_local_roles
 from zerorl.rundir import RunDir, load_trainer_state
 from zerorl.trainer import Trainer
@@ -16,17 +17,29 @@ from zerorl.types import Prompt
 TOY = "toy"
 
 
-def training_prompts(cfg: Config) -> list[Prompt]:
-    """The configured training files, or the toy world's synthetic problems when none are set."""
+def training_prompts(cfg: Config, on_info: Callable[[str], None] = print) -> list[Prompt]:
+    """The configured training files, or the toy world's synthetic problems when none are set.
+    Prompts with an empty ground truth could only ever score 0: they are dropped and counted, and
+    a file without a usable prompt is an error naming it."""
     if not cfg.data.train_files:
         from zerorl.toyworld import train_prompts
 
         return train_prompts(cfg.data.toy_train_size, seed=cfg.train.seed)
-    from zerorl.data.loaders import load_prompts
+    from zerorl.data.loaders import PromptLoadError, load_prompts
 
     prompts: list[Prompt] = []
     for path in cfg.data.train_files:
-        prompts.extend(load_prompts(path))
+        loaded = load_prompts(path)
+        usable = [p for p in loaded if p.ground_truth.strip()]
+        if not usable:
+            raise PromptLoadError(path, None, "every prompt has an empty ground truth")
+        if len(usable) < len(loaded):
+            first = next(p.id for p in loaded if not p.ground_truth.strip())
+            on_info(
+                f"{path}: dropped {len(loaded) - len(usable)} of {len(loaded)} prompts with an "
+                f"empty ground truth (first: {first}); they could only ever score 0"
+            )
+        prompts.extend(usable)
     return prompts
 
 
@@ -75,45 +88,85 @@ def total_steps(cfg: Config, n_prompts: int) -> int:
 def run_training(
     cfg: Config,
     run_path: Path | None = None,
-    resume: Path | None = None,
     on_step: Callable[[int, dict[str, float]], None] | None = None,
     on_info: Callable[[str], None] = print,
 ) -> RunDir:
-    """Train to ``cfg.train.steps``; with ``resume``, continue that run from its last checkpoint
-    (its saved config is used, except ``train.steps`` which ``cfg`` may raise)."""
-    if resume is not None:
-        run = RunDir(resume)
-        steps = cfg.train.steps
-        cfg = run.load_config()
-        cfg.train.steps = steps or cfg.train.steps
-        checkpoint = run.latest_checkpoint()
-        if checkpoint is None:
-            raise FileNotFoundError(f"{resume} has no checkpoint to resume from")
-    else:
-        name = cfg.train.run_name or time.strftime("%Y%m%d-%H%M%S")
-        run = RunDir.create(run_path or Path(cfg.train.out_dir) / name, cfg)
-        checkpoint = None
-    if cfg.train.backend == "ray":
-        from zerorl.distributed.builder import build_ray_roles
+    """Train a new run to ``cfg.train.steps`` in ``run_path`` (default out_dir/run_name)."""
+    name = cfg.train.run_name or time.strftime("%Y%m%d-%H%M%S")
+    run = RunDir.create(run_path or Path(cfg.train.out_dir) / name, cfg, on_info)
+    return _train(cfg, run, None, on_step, on_info)
 
-        roles = build_ray_roles(cfg, checkpoint)
-    else:
-        roles = build_local_roles(cfg, checkpoint)
+
+def resume_training(
+    path: Path,
+    overrides: Sequence[str] = (),
+    on_step: Callable[[int, dict[str, float]], None] | None = None,
+    on_info: Callable[[str], None] = print,
+) -> RunDir:
+    """Continue the run in ``path`` from its newest good checkpoint, with its own config changed
+    by ``overrides`` (zerorl.resume says which keys may change; each change is printed and kept
+    in the config history). A run stopped before its first checkpoint starts again from step 0."""
+    run = RunDir.open(path, on_info)
     try:
-        prompts = training_prompts(cfg)
+        cfg, changes = resumed_config(run.load_config(), overrides)
+        checkpoint = run.good_checkpoint(on_info)
+        done = load_trainer_state(checkpoint)["step"] if checkpoint else 0
+        if 0 < cfg.train.steps < done:  # refused before config.yaml records it
+            raise ConfigError(f"train.steps={cfg.train.steps}: the checkpoint is at step {done}")
+        for key, (old, new) in changes.items():
+            on_info(f"resume: {key} {old!r} -> {new!r}")
+        start = checkpoint.name if checkpoint else "step 0"
+        run.save_config(cfg, f"resume from {start}", changes)
+        if checkpoint is None:
+            on_info(f"{path} has no checkpoint yet: starting it again from step 0 in that folder")
+    except BaseException:
+        run.close()
+        raise
+    return _train(cfg, run, checkpoint, on_step, on_info, resumed=True)
+
+
+def _train(
+    cfg: Config,
+    run: RunDir,
+    checkpoint: Path | None,
+    on_step: Callable[[int, dict[str, float]], None] | None,
+    on_info: Callable[[str], None],
+    resumed: bool = False,
+) -> RunDir:
+    roles: Roles | None = None
+    try:
+        if cfg.train.backend == "ray":
+            from zerorl.distributed.builder import build_ray_roles
+
+            roles = build_ray_roles(cfg, checkpoint)
+        else:
+            roles = build_local_roles(cfg, checkpoint)
+        prompts = training_prompts(cfg, on_info)
         kept = drop_long_prompts(prompts, roles, cfg.data.max_prompt_tokens)
         if len(kept) < len(prompts):
             on_info(f"dropped {len(prompts) - len(kept)} prompts over data.max_prompt_tokens")
         stream = PromptStream(kept, cfg.train.seed, cfg.data.shuffle)
         trainer = Trainer(cfg, roles, stream, eval_sets(cfg), run, on_step)
+        total = total_steps(cfg, len(kept))
         if checkpoint is not None:
             trainer.load_state_dict(load_trainer_state(checkpoint))
             roles.policy.load_optim(checkpoint / "policy")
             roles.critic.load_optim(checkpoint / "critic")
-            run.truncate_metrics(trainer.step)
-            on_info(f"resumed {run.path} at step {trainer.step}")
-        trainer.fit(total_steps(cfg, len(kept)))
+            if trainer.step > total:
+                raise ConfigError(f"train.steps={total}: the checkpoint is at step {trainer.step}")
+            on_info(f"resumed {run.path} at step {trainer.step} of {total}")
+        if resumed:  # metrics past the checkpoint are recomputed (all of them without one)
+            run.truncate_metrics(trainer.step if checkpoint is not None else -1)
+        try:
+            trainer.fit(total)
+        except KeyboardInterrupt:
+            on_info(
+                f"interrupted at step {trainer.step}; {run.progress()}. Continue with "
+                f"`zerorl train --resume {run.path}`"
+            )
+            raise
     finally:
-        roles.close()
+        if roles is not None:
+            roles.close()
         run.close()
     return run

@@ -333,4 +333,7 @@ class Trainer:
 
     def save(self) -> None:
         r = self.roles
-        self.run.save_checkpoint(self.step, r.policy, r.critic, r.tokenizer, self.state_dict())
+        keep = self.cfg.train.keep_checkpoints
+        self.run.save_checkpoint(
+            self.step, r.policy, r.critic, r.tokenizer, self.state_dict(), keep=keep
+        )

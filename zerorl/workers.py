@@ -7,7 +7,8 @@ Shape legend: B batch (rows), T tokens.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -77,8 +78,24 @@ def _save_optim(directory: Path, optimizer, scheduler) -> None:
 
 def _load_optim(directory: Path, optimizer, scheduler) -> None:
     state = torch.load(Path(directory) / OPTIM_FILE, weights_only=False)  # our own file
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
+    with configured_hyperparameters(optimizer, scheduler):
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+
+
+@contextmanager
+def configured_hyperparameters(optimizer, scheduler) -> Iterator[None]:
+    """Loading saved optimiser and schedule states inside this block keeps their moments and
+    step counts but the configured hyperparameters (lr, betas, weight decay), so that a resume
+    may change them; unchanged, every number is the saved one."""
+    groups = [{k: v for k, v in g.items() if k != "params"} for g in optimizer.param_groups]
+    base_lrs = list(scheduler.base_lrs)
+    yield
+    scheduler.base_lrs = base_lrs
+    lrs = [lr * f(scheduler.last_epoch) for lr, f in zip(base_lrs, scheduler.lr_lambdas)]
+    for group, configured, lr in zip(optimizer.param_groups, groups, lrs):
+        group.update(configured, lr=lr)
+    scheduler._last_lr = lrs  # what get_last_lr() reports, as after the scheduler's own step
 
 
 def _micro_batches(rows: list[int], size: int) -> list[list[int]]:

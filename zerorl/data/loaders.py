@@ -108,6 +108,21 @@ def load_prompts_report(
     p = Path(path)
     if not p.exists():
         raise PromptLoadError(p, None, "no such file or directory")
+    try:
+        return _load_report(p, question_field, answer_field, source, errors)
+    except UnicodeDecodeError as e:
+        raise PromptLoadError(
+            p, None, f"not UTF-8 text (byte {e.start} is {e.object[e.start : e.start + 1]!r})"
+        ) from None
+
+
+def _load_report(
+    p: Path,
+    question_field: str | None,
+    answer_field: str | None,
+    source: str | None,
+    errors: Errors,
+) -> tuple[list[Prompt], LoadReport]:
     fmt = detect_format(p)
     stem = p.stem if p.is_file() else p.name
     fields = _Fields(question_field, answer_field, source or "", stem)
@@ -123,13 +138,15 @@ def load_prompts_report(
             if errors == "raise":
                 raise PromptLoadError(p, index, reason) from None
             report.skipped.append((index, reason))
+    if report.n_items == 0:
+        raise PromptLoadError(p, None, "holds no prompts")
     report.n_loaded = len(prompts)
     if report.skipped:
         first_index, first_reason = report.skipped[0]
         warnings.warn(
             f"{p}: skipped {len(report.skipped)} malformed item(s) of {report.n_items}; "
             f"first: item {first_index}: {first_reason}",
-            stacklevel=2,
+            stacklevel=3,
         )
     return prompts, report
 

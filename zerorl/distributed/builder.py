@@ -27,7 +27,14 @@ from zerorl.distributed.groups import (
     RolloutClient,
     wait_all,
 )
-from zerorl.distributed.placement import Seat, actor_options, engine_count, plan_layout, reserve
+from zerorl.distributed.placement import (
+    Seat,
+    actor_options,
+    check_cluster,
+    engine_count,
+    plan_layout,
+    reserve,
+)
 from zerorl.distributed.settings import DistSettings, EngineSpec, ModelSpec, RankSpec, dist_settings
 from zerorl.models import load_tokenizer, resolve_model_path
 from zerorl.roles import Roles, optim_settings
@@ -173,12 +180,18 @@ def _build(cfg: Config, checkpoint: Path | None, s: DistSettings, cluster: RayCl
     with_reference = p.kl_loss_coef > 0 or p.kl_penalty_coef > 0
     tp = r.vllm_tensor_parallel
     plan = plan_layout(s, engine_count(s, r.vllm_num_engines, tp), tp, with_reference)
+    check_cluster(plan, s.reward_cpus, can_grow=bool(s.address))
     cluster.placement_group = pg = reserve(plan, s.start_timeout_s)
     options = {"num_cpus": s.reward_cpus, "name": f"{cluster.tag}-reward"}
     reward_actor = (
         ray.remote(RewardActor)
         .options(**options)
-        .remote(cfg.reward.num_workers, cfg.reward.timeout_s, cfg.reward.memory_mb)
+        .remote(
+            cfg.reward.num_workers,
+            cfg.reward.timeout_s,
+            cfg.reward.memory_mb,
+            cfg.reward.call_budget_s,
+        )
     )
     cluster.actors.append(reward_actor)
     reward = Member("reward pool", reward_actor)

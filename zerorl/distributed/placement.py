@@ -4,12 +4,15 @@
 CPU slot) and a seat for every actor. Colocated (ORZ up to 7B): every bundle is shared by one
 policy rank, one critic rank (one reference rank in the KL ablations) and one engine, each with
 an equal fraction of the device; the phases take turns (``groups.Phases``). Separate (32B style):
-each actor gets whole bundles of its own. :func:`reserve` creates the placement group and waits
-for it, with a timeout and an error that says what was missing.
+each actor gets whole bundles of its own. :func:`shortfall` (pure) says whether demands can ever
+be met by a cluster's nodes; :func:`check_cluster` asks Ray for the nodes before any actor starts.
+:func:`reserve` creates the placement group and waits for it, with a timeout and an error that
+says what was missing.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -114,6 +117,53 @@ def _separate(s, policy, critic, refs, engines, tp, gpu) -> LayoutPlan:
         Seat(take(tp), gpus if tp == 1 else 0.0, s.cpus_per_slot) for _ in range(engines)
     ]
     return plan
+
+
+def shortfall(demands: list[dict[str, float]], nodes: list[dict[str, float]]) -> str | None:
+    """Why ``demands`` (one resource dict per bundle or actor) can never be placed on ``nodes``
+    (each node's total resources), or None. Never: a resource asked beyond the nodes' sum, or a
+    bundle larger than every node (a bundle lives on one node)."""
+    asked = _total(demands)
+    have = _total(nodes)
+    over = [f"{k} {v:g} (the cluster has {have.get(k, 0.0):g})" for k, v in asked.items()
+            if v > have.get(k, 0.0) + 1e-9]  # fmt: skip
+    if over:
+        return f"the layout asks for {', '.join(over)} in all"
+    for bundle in demands:
+        if not any(all(n.get(k, 0.0) + 1e-9 >= v for k, v in bundle.items()) for n in nodes):
+            return f"no node can hold the bundle {bundle}; the nodes have {nodes}"
+    return None
+
+
+def check_cluster(
+    plan: LayoutPlan, reward_cpus: float, can_grow: bool, on_info: Callable[[str], None] = print
+) -> None:
+    """Before any actor starts: fail at once when the cluster can never hold the layout (this
+    process's own Ray instance cannot grow); on a cluster that may grow (joined by address, where
+    an autoscaler may add nodes) say what is missing while the placement waits."""
+    import ray
+
+    demands = [*plan.bundles, {"CPU": reward_cpus}]
+    nodes = [
+        {k: v for k, v in n["Resources"].items() if k in ("CPU", "GPU")}
+        for n in ray.nodes()
+        if n.get("Alive")
+    ]
+    problem = shortfall(demands, nodes)
+    if problem is None:
+        return
+    keys = "dist.cpus_per_slot, dist.reward_cpus, the group sizes or the number of engines"
+    if not can_grow:
+        raise LayoutError(f"{problem}; it can never be placed here. Lower {keys}, or add nodes")
+    on_info(f"{problem}; waiting for the cluster to grow (an autoscaler may add nodes)")
+
+
+def _total(resources: list[dict[str, float]]) -> dict[str, float]:
+    total: dict[str, float] = {}
+    for r in resources:
+        for k, v in r.items():
+            total[k] = total.get(k, 0.0) + v
+    return total
 
 
 def reserve(plan: LayoutPlan, timeout_s: float) -> Any:

@@ -35,6 +35,7 @@ from zerorl.workers import (
     PolicyStats,
     accumulate_policy_grads,
     accumulate_value_grads,
+    configured_hyperparameters,
     make_optimizer,
     mean_policy_stats,
     minibatches,
@@ -165,9 +166,10 @@ class _Rank:
         if fsdp.is_rank0():
             payload = torch.load(Path(directory) / OPTIM_FILE, weights_only=False)  # our file
         state = payload["optimizer"] if payload else None
-        fsdp.load_optimizer_state(self.model, self.optimizer, state, self.sharded)
-        sched = fsdp.broadcast_object(payload["scheduler"] if payload else None, self.sharded)
-        self.scheduler.load_state_dict(sched)
+        with configured_hyperparameters(self.optimizer, self.scheduler):
+            fsdp.load_optimizer_state(self.model, self.optimizer, state, self.sharded)
+            sched = fsdp.broadcast_object(payload["scheduler"] if payload else None, self.sharded)
+            self.scheduler.load_state_dict(sched)
 
     def offload(self) -> None:
         fsdp.to_device(self.model, self.optimizer, "cpu")

@@ -24,6 +24,7 @@ from matplotlib.figure import Figure
 
 from zerorl.eval.analysis import StepMoment, analyze, find_step_moments, rollout_files
 from zerorl.eval.plots import Series, curve_figure, eval_figure, save_png, time_figure
+from zerorl.rundir import read_jsonl
 
 REWARD, LENGTH = "reward/mean", "response_length/mean"
 CORRECT_LENGTH = "response_length/correct_mean"
@@ -50,7 +51,7 @@ def load_run(run_dir: Path) -> RunData:
     metrics_file = run_dir / "metrics.jsonl"
     if not metrics_file.exists():
         raise FileNotFoundError(f"{run_dir} has no metrics.jsonl (is it a zerorl run directory?)")
-    metrics = [json.loads(x) for x in metrics_file.read_text().splitlines() if x.strip()]
+    metrics = read_jsonl(metrics_file)  # a torn last line (a killed run) is dropped, with a warning
     config = run_dir / "config.yaml"
     data = RunData(run_dir, metrics, config.read_text() if config.exists() else "(no config.yaml)")
     if rollout_files(run_dir):

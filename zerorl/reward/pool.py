@@ -6,7 +6,9 @@ remaining (answer, truth) units are deduplicated and sent in chunks to worker pr
 has a hard wall-clock limit measured from when its worker starts it: a worker still busy at the
 limit is killed (its whole process group) and replaced, the unit scores 0 and counts as a
 timeout, and the rest of its chunk goes back to the queue. A worker that dies mid-unit counts an
-error the same way. So no answer can hold a batch up for longer than its own limit.
+error the same way. So no answer can hold a batch up for longer than its own limit; and with a
+per-call budget, no call takes much longer than the budget: once it is spent, the units still
+queued or being verified score 0 and count as timeouts.
 """
 
 from __future__ import annotations
@@ -120,9 +122,10 @@ class RewardPool:
     limit per worker (None: no limit), ``max_answer_chars`` the longest box content that is
     verified (longer ones score 0). ``spare_workers`` idle, already started workers stand by so
     that a killed worker is replaced at once rather than after an interpreter start-up; at most
-    ``num_workers`` verify at a time. Workers start in the background at construction; the first
-    ``score`` waits for them. Reuse one pool across steps; ``close()`` (or leaving the ``with``
-    block) kills every worker. Calls are serialised by a lock.
+    ``num_workers`` verify at a time. ``call_budget_s`` (0: none) bounds the verification time of
+    one call: past it, the remaining answers score 0 as timeouts. Workers start in the background
+    at construction; the first ``score`` waits for them. Reuse one pool across steps; ``close()``
+    (or leaving the ``with`` block) kills every worker. Calls are serialised by a lock.
     """
 
     def __init__(
@@ -132,11 +135,16 @@ class RewardPool:
         memory_mb: int | None = 2048,
         max_answer_chars: int = DEFAULT_MAX_ANSWER_CHARS,
         spare_workers: int = 1,
+        call_budget_s: float = 0.0,
     ) -> None:
-        if num_workers < 1 or spare_workers < 0 or timeout_s <= 0:
-            raise ValueError("RewardPool needs num_workers >= 1, spare_workers >= 0, timeout_s > 0")
+        if num_workers < 1 or spare_workers < 0 or timeout_s <= 0 or call_budget_s < 0:
+            raise ValueError(
+                "RewardPool needs num_workers >= 1, spare_workers >= 0, timeout_s > 0, "
+                "call_budget_s >= 0"
+            )
         self.num_workers = num_workers
         self.timeout_s = float(timeout_s)
+        self.call_budget_s = float(call_budget_s)
         self.memory_mb = memory_mb
         self.max_answer_chars = max_answer_chars
         # The soft timer inside the worker catches most slow answers without losing the process;
@@ -269,7 +277,12 @@ class RewardPool:
         for worker in list(self._workers):
             if worker.pending:  # left over from a call that was interrupted (KeyboardInterrupt)
                 self._lost(worker, None, "e")
+        budget = self.call_budget_s or math.inf
+        deadline = time.monotonic() + budget
         while run.remaining:
+            if time.monotonic() >= deadline:
+                self._expire(run)
+                return
             busy = sum(1 for worker in self._workers if worker.pending)
             for worker in list(self._workers):
                 if busy < self.num_workers and worker.ready and not worker.pending and run.queue:
@@ -279,7 +292,19 @@ class RewardPool:
                     if not worker.send(chunk):
                         run.queue.extendleft(reversed([unit[0] for unit in chunk]))
                         self._lost(worker, run, "e")
-            self._poll(run, self.timeout_s)
+            self._poll(run, min(self.timeout_s, max(0.0, deadline - time.monotonic())))
+
+    def _expire(self, run: _Run) -> None:
+        """The call's budget is spent: every unit not yet answered is a timeout; the workers
+        still busy with one are replaced."""
+        for worker in list(self._workers):
+            if worker.pending:
+                for uid in worker.pending:
+                    run.record(uid, "t", time.monotonic() - worker.started)
+                worker.pending.clear()
+                self._retire(worker)
+        while run.queue:
+            run.record(run.queue.popleft(), "t", 0.0)
 
     def _poll(self, run: _Run | None, max_wait: float) -> None:
         """Wait for worker output (at most ``max_wait`` s, less if a limit falls due), handle it,
