@@ -316,7 +316,11 @@ def test_decontaminate_without_references_is_skipped():
 def test_decontaminate_against_real_aime(tmp_path):
     refs = load_references([EVAL_DIR])
     aime = load_prompts(EVAL_DIR / "aime2024.json")
-    assert len(refs) == 530
+    # every problem of every file in the folder (shared/ grows: 530 with AIME24 + MATH500, 728
+    # once GPQA-Diamond came), and the AIME ones among them
+    files = sorted(EVAL_DIR.glob("*.json"))
+    assert len(refs) == sum(len(json.loads(f.read_text())) for f in files)
+    assert {r.question for r in refs} >= {p.question for p in aime}
     prompts = [P(aime[3].question, aime[3].ground_truth, "leak"), P(TRIANGLE, "30", "clean")]
     kept, report = decontaminate(prompts, DecontamParams(references=refs))
     assert ids(kept) == ["clean"] and report.examples[0]["eval_source"] == "aime2024"
