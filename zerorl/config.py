@@ -37,8 +37,8 @@ class ModelConfig:
         "Qwen/Qwen2.5-7B", "policy base model: HF hub id, local dir, or 'toy' (embedded)"
     )
     critic_path: str | None = _f(None, "critic base model; defaults to model.path (as ORZ)")
-    value_head_init: Literal["kaiming", "normal"] = _f(
-        "kaiming", "value head init: torch default Linear (paper) or normal(0, 1/(H+1)) (ORZ code)"
+    value_head_init: Literal["normal", "kaiming"] = _f(
+        "normal", "value head init: normal(0, 1/(H+1)) (ORZ code) or U(±1/√H) (paper's reading)"
     )
     dtype: Literal["float32", "bfloat16"] = _f("bfloat16", "parameter/compute dtype of both nets")
     gradient_checkpointing: bool = _f(True, "recompute activations in backward to save memory")
@@ -107,6 +107,9 @@ class OptimConfig:
     betas: list[float] = _f([0.9, 0.95], "AdamW betas")
     weight_decay: float = _f(0.0, "AdamW weight decay")
     warmup_steps: int = _f(50, "linear warm-up optimiser steps, then constant")
+    warmup_from_zero: bool = _f(
+        True, "warm-up multiplier k/N from k=0, first update at lr 0 (ORZ code); false: (k+1)/N"
+    )
     grad_clip: float = _f(1.0, "gradient-norm clip")
 
 

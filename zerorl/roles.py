@@ -41,6 +41,7 @@ def optim_settings(cfg: Config, lr: float) -> OptimSettings:
         betas=(o.betas[0], o.betas[1]),
         weight_decay=o.weight_decay,
         warmup_steps=o.warmup_steps,
+        warmup_from_zero=o.warmup_from_zero,
         grad_clip=o.grad_clip,
     )
 

@@ -61,7 +61,7 @@ class ModelSpec:
     dtype: str
     attn_implementation: str
     gradient_checkpointing: bool
-    value_head_init: str = "kaiming"
+    value_head_init: str = "normal"
     seed: int = 0
 
 
