@@ -77,6 +77,9 @@ class RewardConfig:
     num_workers: int = _f(2, "verification worker processes")
     timeout_s: float = _f(5.0, "hard wall-clock limit per answer; a hung worker is replaced")
     memory_mb: int = _f(2048, "address-space limit per verification worker (MiB)")
+    box_rule: Literal["last", "all"] = _f(
+        "last", "boxes judged: last of the answer block (ORZ code); all: each distinct box verifies"
+    )
 
 
 @dataclass

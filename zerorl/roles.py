@@ -88,5 +88,6 @@ def build_local_roles(cfg: Config, checkpoint: Path | None = None) -> Roles:
             ref_model, optim_settings(cfg, 0.0), micro_rows=cfg.train.micro_rows
         )
     engine = local_engine(cfg.rollout.engine, policy_model, tokenizer, cfg.rollout.batch_size)
-    pool = RewardPool(cfg.reward.num_workers, cfg.reward.timeout_s, cfg.reward.memory_mb)
+    r = cfg.reward
+    pool = RewardPool(r.num_workers, r.timeout_s, r.memory_mb, box_rule=r.box_rule)
     return Roles(engine, pool, policy, critic, tokenizer, reference)

@@ -186,8 +186,10 @@ class RolloutActor:
 class RewardActor:
     """The reward pool (its verification processes live inside this actor)."""
 
-    def __init__(self, num_workers: int, timeout_s: float, memory_mb: int) -> None:
-        self.pool = RewardPool(num_workers, timeout_s, memory_mb)
+    def __init__(
+        self, num_workers: int, timeout_s: float, memory_mb: int, box_rule: str = "last"
+    ) -> None:
+        self.pool = RewardPool(num_workers, timeout_s, memory_mb, box_rule=box_rule)
 
     def ready(self) -> None:
         """Returns once every verification process has started."""

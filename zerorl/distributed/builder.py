@@ -178,7 +178,9 @@ def _build(cfg: Config, checkpoint: Path | None, s: DistSettings, cluster: RayCl
     reward_actor = (
         ray.remote(RewardActor)
         .options(**options)
-        .remote(cfg.reward.num_workers, cfg.reward.timeout_s, cfg.reward.memory_mb)
+        .remote(
+            cfg.reward.num_workers, cfg.reward.timeout_s, cfg.reward.memory_mb, cfg.reward.box_rule
+        )
     )
     cluster.actors.append(reward_actor)
     reward = Member("reward pool", reward_actor)
