@@ -17,21 +17,31 @@ TOY = "toy"
 
 
 def training_prompts(cfg: Config) -> list[Prompt]:
-    """The configured training files, or the toy world's synthetic problems when none are set."""
+    """The configured training data (files or names such as ``orz-math-57k``, fetched once into
+    the cache), or the toy world's problems when none is set. Data that cannot be had is an
+    error naming what was tried, never a fall-back to the toy world."""
     if not cfg.data.train_files:
         from zerorl.toyworld import train_prompts
 
         return train_prompts(cfg.data.toy_train_size, seed=cfg.train.seed)
     from zerorl.data.loaders import load_prompts
+    from zerorl.data.sources import DataNotFound, resolve
 
     prompts: list[Prompt] = []
-    for path in cfg.data.train_files:
-        prompts.extend(load_prompts(path))
+    for name in cfg.data.train_files:
+        try:
+            prompts.extend(load_prompts(resolve(name)))
+        except DataNotFound as e:
+            raise ConfigError(f"data.train_files: {e}") from None
     return prompts
 
 
 def eval_sets(cfg: Config) -> dict[str, list[Prompt]]:
-    """Benchmarks by name: ``toy`` (held-out toy problems), a file or ``<data_dir>/<name>.json``."""
+    """Benchmarks by name: ``toy`` (held-out toy problems), a file, or a name resolved as
+    ``zerorl eval`` does (``eval.data_dir``, the cache, then a download)."""
+    from zerorl.data.sources import DataNotFound
+    from zerorl.eval.benchmarks import load_benchmark
+
     sets: dict[str, list[Prompt]] = {}
     for name in cfg.eval.benchmarks:
         if name == TOY:
@@ -39,15 +49,10 @@ def eval_sets(cfg: Config) -> dict[str, list[Prompt]]:
 
             prompts = eval_prompts(cfg.data.toy_eval_size, seed=cfg.train.seed)
         else:
-            from zerorl.data.loaders import load_prompts
-
-            path = Path(name)
-            if not path.exists():
-                path = Path(cfg.eval.data_dir or ".") / f"{name}.json"
-            if not path.exists():
-                raise ConfigError(f"eval.benchmarks: no file for {name!r} (looked for {path})")
-            prompts = load_prompts(str(path))
-            name = path.stem if name == str(path) else name
+            try:
+                name, prompts = load_benchmark(name, cfg.eval.data_dir or None)
+            except DataNotFound as e:
+                raise ConfigError(f"eval.benchmarks: {e}") from None
         sets[name] = prompts[: cfg.eval.limit] if cfg.eval.limit else prompts
     return sets
 
@@ -81,6 +86,8 @@ def run_training(
 ) -> RunDir:
     """Train to ``cfg.train.steps``; with ``resume``, continue that run from its last checkpoint
     (its saved config is used, except ``train.steps`` which ``cfg`` may raise)."""
+    # Data first: a run whose data cannot be had stops before any folder or model is made.
+    data = None if resume is not None else (training_prompts(cfg), eval_sets(cfg))
     if resume is not None:
         run = RunDir(resume)
         steps = cfg.train.steps
@@ -93,6 +100,7 @@ def run_training(
         name = cfg.train.run_name or time.strftime("%Y%m%d-%H%M%S")
         run = RunDir.create(run_path or Path(cfg.train.out_dir) / name, cfg)
         checkpoint = None
+    prompts, benchmarks = data or (training_prompts(cfg), eval_sets(cfg))
     if cfg.train.backend == "ray":
         from zerorl.distributed.builder import build_ray_roles
 
@@ -100,12 +108,11 @@ def run_training(
     else:
         roles = build_local_roles(cfg, checkpoint)
     try:
-        prompts = training_prompts(cfg)
         kept = drop_long_prompts(prompts, roles, cfg.data.max_prompt_tokens)
         if len(kept) < len(prompts):
             on_info(f"dropped {len(prompts) - len(kept)} prompts over data.max_prompt_tokens")
         stream = PromptStream(kept, cfg.train.seed, cfg.data.shuffle)
-        trainer = Trainer(cfg, roles, stream, eval_sets(cfg), run, on_step)
+        trainer = Trainer(cfg, roles, stream, benchmarks, run, on_step)
         if checkpoint is not None:
             trainer.load_state_dict(load_trainer_state(checkpoint))
             roles.policy.load_optim(checkpoint / "policy")

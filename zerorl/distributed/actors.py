@@ -140,7 +140,9 @@ def build_engine(spec: EngineSpec, index: int) -> RolloutEngine:
             dtype=spec.dtype,
             tensor_parallel_size=spec.tensor_parallel,
             gpu_memory_utilization=spec.gpu_memory_utilization,
+            max_model_len=spec.max_model_len or None,
             engine_index=index,
+            engine_kwargs={"max_num_seqs": spec.max_num_seqs} if spec.max_num_seqs else None,
         )
     model = load_policy(spec.model_path, spec.dtype, spec.attn_implementation)
     model = model.to("cuda" if spec.device == "cuda" else "cpu").eval().requires_grad_(False)
