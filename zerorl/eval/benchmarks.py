@@ -63,17 +63,33 @@ def load_benchmark(
 
 
 def choices_of(prompt: Prompt) -> list[str] | None:
-    """The options of a multiple-choice problem, or None for an open-answer one."""
+    """The options of a multiple-choice problem, or None for an open-answer one.
+
+    ``choices`` is a list (option A first) or, as in ORZ's GPQA-Diamond file, a mapping from
+    the letters ``A``, ``B``, ... to the options.
+    """
     choices = prompt.metadata.get("choices")
+    if isinstance(choices, dict) and sorted(choices) == list(LETTERS[: len(choices)]):
+        choices = [choices[letter] for letter in sorted(choices)]
     if isinstance(choices, list) and 2 <= len(choices) <= len(LETTERS):
         return [str(c) for c in choices]
     return None
 
 
+def _lists_options(question: str, choices: list[str]) -> bool:
+    """Whether the question already shows every option under its letter (``A. x``, ``(A) x``)."""
+    return all(
+        any(f"{mark} {c}" in question for mark in (f"{LETTERS[i]}.", f"({LETTERS[i]})"))
+        for i, c in enumerate(choices)
+    )
+
+
 def question_text(prompt: Prompt) -> str:
-    """The question as the model sees it: with lettered options for a multiple-choice problem."""
+    """The question as the model sees it. A multiple-choice question that already lists its
+    options (ORZ's GPQA file: ``A. ...`` lines) is shown as it is, as ORZ shows it; otherwise
+    the options are appended as ``(A) ...`` lines with an instruction to answer by letter."""
     choices = choices_of(prompt)
-    if choices is None:
+    if choices is None or _lists_options(prompt.question, choices):
         return prompt.question
     options = "\n".join(f"({LETTERS[i]}) {c}" for i, c in enumerate(choices))
     return f"{prompt.question}\n\n{options}\n\n{CHOICE_INSTRUCTION}"
