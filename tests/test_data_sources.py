@@ -98,7 +98,7 @@ def test_offline_and_unknown_names(cache: Path, monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("ZERORL_OFFLINE", "1")
     with pytest.raises(DataNotFound, match="download: skipped"):
         resolve("aime2024")
-    with pytest.raises(DataNotFound, match="not a known dataset name .*orz-math-57k"):
+    with pytest.raises(DataNotFound, match=r"not a known dataset name .*orz-math-57k"):
         resolve("aime2031")
 
 
@@ -111,9 +111,9 @@ def test_orz_presets_name_orz_data_and_fail_without_it(
     monkeypatch.setenv("ZERORL_OFFLINE", "1")
     cfg = load_config(preset, None, [f"train.out_dir={tmp_path / 'runs'}"])
     assert cfg.data.train_files == ["orz-math-57k"]
-    with pytest.raises(ConfigError, match="orz-math-57k.*\n.*\n.*cache"):
+    with pytest.raises(ConfigError, match=r"orz-math-57k.*\n.*\n.*cache"):
         training_prompts(cfg)
-    with pytest.raises(ConfigError, match="data.train_files"):
+    with pytest.raises(ConfigError, match=r"data\.train_files"):
         run_training(cfg)
     assert not (tmp_path / "runs").exists()
 
