@@ -2,8 +2,8 @@
 
     python -m benchmarks.bench_reward [--quick] [--fuzz N] [--data DIR] [--workers 2] [--timeout 5]
 
-Realistic mix: every MATH500 ground truth (read from ``DIR/math500.json``, by default
-``../shared/data/eval`` beside the repository, never copied into it) with a correct answer, an
+Realistic mix: every MATH500 ground truth (``math500`` as ``zerorl eval`` finds it: ``DIR`` or
+``$ZERORL_DATA_DIR``, then the cache, then ORZ's published file) with a correct answer, an
 equivalent rewriting and a wrong answer, wrapped in ORZ responses. The pool (default settings)
 and the baseline - ``math_verify.verify(parse(boxed truth), parse(response))`` in this process,
 no caching - run in alternation so that machine load hits both alike; the pool's first pass
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import glob
-import json
 import math
 import os
 import random
@@ -31,15 +30,17 @@ from zerorl.reward import RewardPool
 from zerorl.reward.fuzz import MARKER_PREFIX, adversarial_answers, realistic_mix, wrap
 from zerorl.reward.judge import plan
 
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "eval"
 TARGET_PER_S = 1000.0
 # Two answers that pass every rule, then keep sympy busy for longer than the default limit.
 SLOW_VALID = ("(x+1)^{400} - (x-1)^{400}", "(x+2)^{400} - (x-2)^{400}")
 
 
-def load_truths(data_dir: Path) -> list[str]:
-    items = json.loads((data_dir / "math500.json").read_text())
-    return [item["final_answer"] for item in items]
+def load_truths(data_dir: Path | None) -> list[str]:
+    """MATH500's ground truths; raises DataNotFound naming where it looked."""
+    from zerorl.eval.benchmarks import default_data_dir, load_benchmark
+
+    _, prompts = load_benchmark("math500", data_dir or default_data_dir())
+    return [p.ground_truth for p in prompts]
 
 
 def _direct(items: list[tuple[str, str, str]]) -> list[float]:
@@ -136,7 +137,7 @@ def hold_up(pool: RewardPool, truths: list[str]) -> dict:
 
 def run(
     quick: bool,
-    data_dir: Path = DEFAULT_DATA,
+    data_dir: Path | None = None,
     fuzz: int | None = None,
     workers: int = 2,
     timeout_s: float = 5.0,
@@ -200,7 +201,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="150 truths, 2,000 fuzz answers")
     parser.add_argument("--fuzz", type=int, default=None, help="adversarial answers to run")
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="dir with math500.json")
+    parser.add_argument("--data", type=Path, default=None, help="dir with math500.json")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--timeout", type=float, default=5.0)
     args = parser.parse_args()

@@ -37,7 +37,7 @@ WORLD = 2
 
 def specs(model_dir: str, critic_steps: int) -> tuple[RankSpec, RankSpec]:
     model = ModelSpec(model_dir, "float32", "sdpa", gradient_checkpointing=False, seed=42)
-    optim = OptimSettings(lr=1e-3, warmup_steps=1)
+    optim = OptimSettings(lr=1e-3, warmup_steps=0)  # full lr from the first step
     policy = RankSpec(model, optim, WORLD, "cpu", num_threads=1, timeout_s=120)
     critic = dataclasses.replace(policy, steps=critic_steps)
     return policy, critic

@@ -33,7 +33,7 @@ from zerorl.models import load_critic, load_policy
 from zerorl.workers import OPTIM_FILE, CriticWorker, OptimSettings, PolicyWorker
 
 HERE = Path(__file__).parent
-OPTIM = OptimSettings(lr=1e-3, warmup_steps=1)
+OPTIM = OptimSettings(lr=1e-3, warmup_steps=0)  # full lr from the first step
 CRITIC_STEPS = 3
 TOL = 1e-5
 

@@ -1,11 +1,21 @@
 """Packing: layout, boundaries, and that a packed forward equals a padded one."""
 
+import random
+
 import pytest
 import torch
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
 from zerorl.core.logprobs import token_logprobs
-from zerorl.core.packing import pack, packing_efficiency, per_sample, plan_rows, scatter_responses
+from zerorl.core.packing import (
+    next_fit_rows,
+    pack,
+    packing_efficiency,
+    per_sample,
+    plan_rows,
+    scatter_responses,
+    shuffled_order,
+)
 
 
 def test_plan_rows_first_fit_decreasing_respects_capacity():
@@ -84,3 +94,42 @@ def test_scatter_responses_is_the_inverse_of_per_sample():
     assert {i: v.tolist() for i, v in back.items()} == dict(enumerate(values))
     with pytest.raises(ValueError, match="response tokens"):
         scatter_responses([[0.0]] * 4, batch)
+
+
+def test_next_fit_matches_its_definition():
+    """Next-fit (ORZ): rows are consecutive runs of the order, each full enough that the next
+    row's first sample would not have fitted."""
+    gen = torch.Generator().manual_seed(0)
+    lengths = torch.randint(1, 40, (200,), generator=gen).tolist()
+    order = shuffled_order(len(lengths), 42)
+    rows = next_fit_rows(lengths, 64, order)
+    assert [i for r in rows for i in r] == order
+    loads = [sum(lengths[i] for i in r) for r in rows]
+    assert all(load <= 64 for load in loads)
+    assert all(loads[k] + lengths[rows[k + 1][0]] > 64 for k in range(len(rows) - 1))
+
+
+def test_next_fit_by_hand_and_against_first_fit_decreasing():
+    lengths = [6, 5, 4, 5]
+    assert next_fit_rows(lengths, 10, [0, 1, 2, 3]) == [[0], [1, 2], [3]]
+    assert plan_rows(lengths, 10, "first-fit-decreasing") == [[0, 2], [1, 3]]
+
+
+def test_shuffled_order_is_orzs_python_shuffle():
+    """ORZ's make_experience: ``random.Random(42).shuffle`` of the sample indices."""
+    expected = list(range(50))
+    random.Random(42).shuffle(expected)
+    assert shuffled_order(50, 42) == expected
+    assert plan_rows([3] * 50, 9, "next-fit", seed=42) == [
+        expected[k : k + 3] for k in range(0, 50, 3)
+    ]
+
+
+def test_pack_next_fit_keeps_every_sample_and_reward():
+    prompts = [[1, 2], [3], [4, 5, 6], [7]]
+    responses = [[8], [9, 10], [11], [12, 13, 14]]
+    batch = pack(prompts, responses, [1.0, 0.0, 0.5, 0.25], 6, packing="next-fit", seed=3)
+    index = [i for row in batch.sample_index for i in row]
+    assert index == shuffled_order(4, 3)
+    values = per_sample(batch.token_rewards, batch)
+    assert {i: float(v[-1]) for i, v in values.items()} == {0: 1.0, 1: 0.0, 2: 0.5, 3: 0.25}

@@ -57,19 +57,25 @@ def test_pair_table_covers_enough_cases() -> None:
     [
         ("<answer>\\boxed{3}</answer>", "3"),
         ("think \\boxed{9} </think> <answer> so \\boxed{3} </answer>", "3"),
-        ("<answer>\\boxed{1} then \\boxed{2}</answer>", "2"),
+        ("<answer>\\boxed{1} then \\boxed{2}</answer>", "2"),  # several boxes: the last
         ("<answer>\\boxed{1}</answer> <answer>\\boxed{2}</answer>", "2"),
         ("<answer>\\boxed{1}</answer> <answer>none</answer>", "1"),
         ("<answer>\\boxed{\\frac{1}{2}}</answer>", "\\frac{1}{2}"),
         ("<answer>\\boxed{\\{1,2\\}}</answer>", "\\{1,2\\}"),
         ("<answer>\\boxed{\\boxed{5}}</answer>", "5"),
-        ("<answer>\\boxed {x^{2}}</answer>", "x^{2}"),
-        ("<answer> \\boxed{3} ", "3"),  # unclosed final block: read to the end
-        ("<answer>\\boxed{3", None),  # unbalanced box
+        ("<answer>\\boxed{a + \\boxed{5}}</answer>", "5"),  # ORZ: the last \boxed{ opened
+        ("<answer>\\boxed {5}</answer>", None),  # ORZ's regex needs \boxed{ with no space
+        ("<answer>\\boxed{4} \\boxed {5}</answer>", "4"),
+        ("<answer> \\boxed{3} ", None),  # no closing </answer>: no answer (ORZ)
+        ("<answer> \\boxed{3} User:", None),  # stopped by another stop string
+        ("<answer>\\boxed{1}</answer> <answer> \\boxed{2}", "1"),  # the unclosed tail is ignored
+        ("<answer>\\boxed{3</answer>", None),  # unbalanced box
         ("<answer>\\boxed{3}} \\boxed{4</answer>", "3"),
         ("\\boxed{3}", None),  # no answer block
+        ("\\boxed{3} </answer>", None),  # no opening tag
         ("<answer>3</answer>", None),  # no box
         ("<answer>\\boxed{7}</answer> \\boxed{8}", "7"),  # box after the block is ignored
+        ("<answer>x</answer> \\boxed{8} <answer>y</answer>", "8"),  # ORZ: first <answer> to last
         ("", None),
     ],
 )
@@ -95,17 +101,33 @@ def test_extraction_is_linear_on_hostile_tags() -> None:
         ("<answer>3</answer>", "3", 0.0),
         ("\\boxed{3} <answer>see above</answer>", "3", 0.0),
         ("<answer>\\boxed{3}</answer> <answer>\\boxed{4}</answer>", "3", 0.0),
-        ("<answer>\\boxed{3} and \\boxed{3}</answer>", "3", 1.0),
-        ("<answer>\\boxed{3} or \\boxed{4}</answer>", "3", 0.0),
-        ("<answer>\\boxed{4} or \\boxed{3}</answer>", "3", 0.0),
-        ("<answer>\\boxed{\\frac{1}{2}} = \\boxed{0.5}</answer>", "1/2", 1.0),
-        ("<answer>\\boxed{1}\\boxed{2}\\boxed{3}\\boxed{4}</answer>", "3", 0.0),
         ("<answer>\\boxed{}</answer>", "3", 0.0),
         ("<answer>\\boxed{ \\, }</answer>", "3", 0.0),
     ],
 )
 def test_tag_and_box_rules(response: str, truth: str, expected: float) -> None:
     assert score(response, truth) == expected
+
+
+# (response, truth, score with ORZ's last-box rule, score with reward.box_rule=all)
+SEVERAL_BOXES = [
+    ("<answer>\\boxed{3} and \\boxed{3}</answer>", "3", 1.0, 1.0),
+    ("<answer>\\boxed{3} or \\boxed{4}</answer>", "3", 0.0, 0.0),
+    ("<answer>\\boxed{4} or \\boxed{3}</answer>", "3", 1.0, 0.0),
+    ("<answer>\\boxed{1} \\boxed{3}</answer>", "3", 1.0, 0.0),
+    ("<answer>\\boxed{\\frac{1}{2}} = \\boxed{0.5}</answer>", "1/2", 1.0, 1.0),
+    ("<answer>\\boxed{1}\\boxed{2}\\boxed{4}\\boxed{3}</answer>", "3", 1.0, 0.0),
+    # a set answered one box per element never matches the set (docs/reward.md)
+    ("<answer>\\boxed{(2,2)} and \\boxed{(6,2)}</answer>", "(2,2),(6,2)", 0.0, 0.0),
+]
+
+
+@pytest.mark.parametrize(("response", "truth", "last", "every"), SEVERAL_BOXES)
+def test_several_boxes_last_rule_and_all_option(
+    response: str, truth: str, last: float, every: float
+) -> None:
+    assert score(response, truth) == last
+    assert score(response, truth, box_rule="all") == every
 
 
 @pytest.mark.parametrize(
@@ -174,6 +196,38 @@ def test_truncated_response_scores_zero_even_if_right() -> None:
 )  # fmt: skip
 def test_giant_numbers_are_refused_quickly(answer: str) -> None:
     assert mv.check(answer, "3") in (mv.REFUSED, mv.WRONG)
+    assert score(wrap(answer), "3", timeout_s=5.0) == 0.0
+
+
+# Answers with an irrational exponent that plain math-verify accepts (issue 17): the guard
+# once bounded an exponent by 10^(its |log10| bound), so sqrt(5)/2 looked like 10^4.6.
+IRRATIONAL_EXPONENTS = [
+    ("10^{\\frac{\\sqrt{13}-5}{6}}", "10^{(\\sqrt{13}-5)/6}"),
+    ("e^{\\frac{\\sqrt5}{2}}", "e^{\\sqrt{5}/2}"),
+    ("\\exp(\\sqrt5/2)", "e^{\\frac{\\sqrt{5}}{2}}"),
+    ("2^{\\sqrt3/2}", "2^{\\frac{\\sqrt{3}}{2}}"),
+    ("2^{\\frac{\\sqrt5+1}{2}}", "2^{(1+\\sqrt{5})/2}"),
+    ("2^{-\\sqrt7}", "\\frac{1}{2^{\\sqrt{7}}}"),
+    ("\\frac12 3^{\\sqrt2}", "\\frac{3^{\\sqrt{2}}}{2}"),
+    ("2^{\\sqrt2}", "2^{\\sqrt{2}}"),
+]
+
+
+@pytest.mark.parametrize(("answer", "truth"), IRRATIONAL_EXPONENTS)
+def test_irrational_exponents_verify(answer: str, truth: str) -> None:
+    assert not mv.too_big(mv.parse_answer(answer))
+    assert mv.check(answer, prepare_truth(truth)) == mv.CORRECT
+    assert mv.check(answer, prepare_truth(answer)) == mv.CORRECT
+    assert score(wrap(answer), truth) == 1.0
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize(
+    "answer",
+    ["2^{\\sqrt{2} \\cdot 10^{5}}", "e^{\\sqrt{3} \\cdot 10^{5}}", "3^{10^{\\sqrt{50}}}"],
+)
+def test_giant_irrational_powers_are_still_refused(answer: str) -> None:
+    assert mv.too_big(mv.parse_answer(answer))
     assert score(wrap(answer), "3", timeout_s=5.0) == 0.0
 
 

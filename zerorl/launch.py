@@ -18,17 +18,24 @@ TOY = "toy"
 
 
 def training_prompts(cfg: Config, on_info: Callable[[str], None] = print) -> list[Prompt]:
-    """The configured training files, or the toy world's synthetic problems when none are set.
-    Prompts with an empty ground truth could only ever score 0: they are dropped and counted, and
-    a file without a usable prompt is an error naming it."""
+    """The configured training data (files or names such as ``orz-math-57k``, fetched once into
+    the cache), or the toy world's problems when none is set. Data that cannot be had is an
+    error naming what was tried, never a fall-back to the toy world. Prompts with an empty ground
+    truth could only ever score 0: they are dropped and counted, and a file without a usable
+    prompt is an error naming it."""
     if not cfg.data.train_files:
         from zerorl.toyworld import train_prompts
 
         return train_prompts(cfg.data.toy_train_size, seed=cfg.train.seed)
     from zerorl.data.loaders import PromptLoadError, load_prompts
+    from zerorl.data.sources import DataNotFound, resolve
 
     prompts: list[Prompt] = []
-    for path in cfg.data.train_files:
+    for name in cfg.data.train_files:
+        try:
+            path = resolve(name)
+        except DataNotFound as e:
+            raise ConfigError(f"data.train_files: {e}") from None
         loaded = load_prompts(path)
         usable = [p for p in loaded if p.ground_truth.strip()]
         if not usable:
@@ -44,7 +51,11 @@ def training_prompts(cfg: Config, on_info: Callable[[str], None] = print) -> lis
 
 
 def eval_sets(cfg: Config) -> dict[str, list[Prompt]]:
-    """Benchmarks by name: ``toy`` (held-out toy problems), a file or ``<data_dir>/<name>.json``."""
+    """Benchmarks by name: ``toy`` (held-out toy problems), a file, or a name resolved as
+    ``zerorl eval`` does (``eval.data_dir``, the cache, then a download)."""
+    from zerorl.data.sources import DataNotFound
+    from zerorl.eval.benchmarks import load_benchmark
+
     sets: dict[str, list[Prompt]] = {}
     for name in cfg.eval.benchmarks:
         if name == TOY:
@@ -52,15 +63,10 @@ def eval_sets(cfg: Config) -> dict[str, list[Prompt]]:
 
             prompts = eval_prompts(cfg.data.toy_eval_size, seed=cfg.train.seed)
         else:
-            from zerorl.data.loaders import load_prompts
-
-            path = Path(name)
-            if not path.exists():
-                path = Path(cfg.eval.data_dir or ".") / f"{name}.json"
-            if not path.exists():
-                raise ConfigError(f"eval.benchmarks: no file for {name!r} (looked for {path})")
-            prompts = load_prompts(str(path))
-            name = path.stem if name == str(path) else name
+            try:
+                name, prompts = load_benchmark(name, cfg.eval.data_dir or None)
+            except DataNotFound as e:
+                raise ConfigError(f"eval.benchmarks: {e}") from None
         sets[name] = prompts[: cfg.eval.limit] if cfg.eval.limit else prompts
     return sets
 
@@ -92,9 +98,11 @@ def run_training(
     on_info: Callable[[str], None] = print,
 ) -> RunDir:
     """Train a new run to ``cfg.train.steps`` in ``run_path`` (default out_dir/run_name)."""
+    # Data first: a run whose data cannot be had stops before any folder or model is made.
+    data = (training_prompts(cfg, on_info), eval_sets(cfg))
     name = cfg.train.run_name or time.strftime("%Y%m%d-%H%M%S")
     run = RunDir.create(run_path or Path(cfg.train.out_dir) / name, cfg, on_info)
-    return _train(cfg, run, None, on_step, on_info)
+    return _train(cfg, run, None, on_step, on_info, data=data)
 
 
 def resume_training(
@@ -132,6 +140,7 @@ def _train(
     on_step: Callable[[int, dict[str, float]], None] | None,
     on_info: Callable[[str], None],
     resumed: bool = False,
+    data: tuple[list[Prompt], dict[str, list[Prompt]]] | None = None,
 ) -> RunDir:
     roles: Roles | None = None
     try:
@@ -141,12 +150,12 @@ def _train(
             roles = build_ray_roles(cfg, checkpoint)
         else:
             roles = build_local_roles(cfg, checkpoint)
-        prompts = training_prompts(cfg, on_info)
+        prompts, benchmarks = data or (training_prompts(cfg, on_info), eval_sets(cfg))
         kept = drop_long_prompts(prompts, roles, cfg.data.max_prompt_tokens)
         if len(kept) < len(prompts):
             on_info(f"dropped {len(prompts) - len(kept)} prompts over data.max_prompt_tokens")
         stream = PromptStream(kept, cfg.train.seed, cfg.data.shuffle)
-        trainer = Trainer(cfg, roles, stream, eval_sets(cfg), run, on_step)
+        trainer = Trainer(cfg, roles, stream, benchmarks, run, on_step)
         total = total_steps(cfg, len(kept))
         if checkpoint is not None:
             trainer.load_state_dict(load_trainer_state(checkpoint))

@@ -147,14 +147,14 @@ class Critic(nn.Module):
 
 
 def init_value_head(head: nn.Linear, how: str, generator: torch.Generator) -> None:
-    """``kaiming``: PyTorch's default Linear init (kaiming-uniform, a=√5), the paper's
-    "U(−√5, √5)"; ``normal``: ORZ code's normal(0, 1/(H+1))."""
+    """``normal``: ORZ code's normal(0, 1/(H+1)) (the default); ``kaiming``: PyTorch's default
+    Linear init (kaiming-uniform, a=√5, i.e. U(±1/√H)), zerorl's reading of the paper."""
     with torch.no_grad():
-        if how == "kaiming":
+        if how == "normal":
+            head.weight.normal_(0.0, 1.0 / (head.in_features + 1), generator=generator)
+        else:
             bound = 1.0 / math.sqrt(head.in_features)  # kaiming_uniform(a=√5) on a (1, H) weight
             head.weight.uniform_(-bound, bound, generator=generator)
-        else:
-            head.weight.normal_(0.0, 1.0 / (head.in_features + 1), generator=generator)
 
 
 def _backbone_of(lm: PreTrainedModel) -> PreTrainedModel:
@@ -165,7 +165,7 @@ def load_critic(
     path: str,
     dtype: str = "float32",
     attn_implementation: str = "sdpa",
-    value_head_init: str = "kaiming",
+    value_head_init: str = "normal",
     seed: int = 0,
 ) -> Critic:
     """A critic from a base model (fresh value head) or from a saved critic directory."""

@@ -41,6 +41,7 @@ def optim_settings(cfg: Config, lr: float) -> OptimSettings:
         betas=(o.betas[0], o.betas[1]),
         weight_decay=o.weight_decay,
         warmup_steps=o.warmup_steps,
+        warmup_from_zero=o.warmup_from_zero,
         grad_clip=o.grad_clip,
     )
 
@@ -89,5 +90,7 @@ def build_local_roles(cfg: Config, checkpoint: Path | None = None) -> Roles:
         )
     engine = local_engine(cfg.rollout.engine, policy_model, tokenizer, cfg.rollout.batch_size)
     r = cfg.reward
-    pool = RewardPool(r.num_workers, r.timeout_s, r.memory_mb, call_budget_s=r.call_budget_s)
+    pool = RewardPool(
+        r.num_workers, r.timeout_s, r.memory_mb, call_budget_s=r.call_budget_s, box_rule=r.box_rule
+    )
     return Roles(engine, pool, policy, critic, tokenizer, reference)

@@ -28,6 +28,7 @@ from zerorl.data.template import STOP_STRINGS, render
 from zerorl.eval.analysis import reflection_metrics
 from zerorl.eval.runner import evaluate
 from zerorl.roles import Roles
+from zerorl.rollout.base import cap_total_length
 from zerorl.rundir import RolloutRecord, RunDir
 from zerorl.types import Completion, PackedBatch, Prompt, SamplingParams, ScoredSample
 
@@ -97,6 +98,9 @@ class Trainer:
         with timer("generate"):
             completions = roles.engine.generate(
                 [render(p.question) for p in prompts], self.sampling_params()
+            )
+            completions = cap_total_length(
+                completions, cfg.rollout.max_total_tokens, roles.tokenizer.decode
             )
         with timer("reward"):
             samples, reward_stats = self.score(prompts, completions)
@@ -186,6 +190,8 @@ class Trainer:
             [s.reward for s in samples],
             self.cfg.train.pack_length,
             pad_id=self.roles.tokenizer.pad_token_id or 0,
+            packing=self.cfg.train.packing,
+            seed=self.cfg.train.seed,
         )
 
     def engine_logprobs(

@@ -32,6 +32,19 @@ class OptimSettings:
     weight_decay: float = 0.0
     warmup_steps: int = 50
     grad_clip: float = 1.0
+    warmup_from_zero: bool = True
+
+
+def warmup_multiplier(k: int, warmup_steps: int, from_zero: bool = True) -> float:
+    """Learning-rate multiplier before optimiser step ``k`` (0-based): linear warm-up, then 1.
+
+    ``from_zero`` is ORZ's code (transformers' ``constant_with_warmup``): k / N, so the first
+    update has lr 0 and the full lr arrives at k = N. Otherwise (k + 1) / N: the first update
+    already moves the weights and the full lr arrives at k = N - 1.
+    """
+    if warmup_steps <= 0:
+        return 1.0
+    return min(1.0, (k if from_zero else k + 1) / warmup_steps)
 
 
 def make_optimizer(
@@ -39,8 +52,9 @@ def make_optimizer(
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
     """AdamW and a schedule: linear warm-up over ``warmup_steps`` optimiser steps, then constant."""
     opt = torch.optim.AdamW(params, lr=s.lr, betas=s.betas, weight_decay=s.weight_decay)
-    warm = max(s.warmup_steps, 1)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: min(1.0, (k + 1) / warm))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda k: warmup_multiplier(k, s.warmup_steps, s.warmup_from_zero)
+    )
     return opt, sched
 
 

@@ -7,25 +7,61 @@ position ids) and GAE (``packed_gae`` on ``segment_ids``) both stop at sample bo
 
 from __future__ import annotations
 
+import random
 from collections.abc import Sequence
+from typing import Literal
 
 import torch
 
 from zerorl.types import PackedBatch
 
+Packing = Literal["next-fit", "first-fit-decreasing"]
 
-def plan_rows(lengths: Sequence[int], pack_length: int) -> list[list[int]]:
+
+def shuffled_order(n: int, seed: int) -> list[int]:
+    """ORZ's sample order: ``random.Random(seed).shuffle`` of 0..n-1 (ORZ: seed 42, every step)."""
+    order = list(range(n))
+    random.Random(seed).shuffle(order)
+    return order
+
+
+def _check_fits(lengths: Sequence[int], pack_length: int) -> None:
+    for i, n in enumerate(lengths):
+        if n > pack_length:
+            raise ValueError(f"sample {i} has {n} tokens > pack_length {pack_length}")
+
+
+def next_fit_rows(
+    lengths: Sequence[int], pack_length: int, order: Sequence[int]
+) -> list[list[int]]:
+    """Fill rows in ``order``: a sample that does not fit in the current row starts the next.
+
+    ORZ's ``_convert_prompts_outputs_to_batch_tensors_packing``. Within a row, samples keep
+    ``order``. Raises ``ValueError`` if a sample is longer than ``pack_length``.
+    """
+    _check_fits(lengths, pack_length)
+    rows: list[list[int]] = []
+    room = 0
+    for i in order:
+        if not rows or lengths[i] > room:
+            rows.append([])
+            room = pack_length
+        rows[-1].append(i)
+        room -= lengths[i]
+    return rows
+
+
+def first_fit_decreasing_rows(lengths: Sequence[int], pack_length: int) -> list[list[int]]:
     """Assign samples to rows of at most ``pack_length`` tokens by first-fit decreasing.
 
     Deterministic (ties keep input order); within a row, samples keep ascending index order.
     Raises ``ValueError`` if a sample is longer than ``pack_length``.
     """
+    _check_fits(lengths, pack_length)
     order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
     rows: list[list[int]] = []
     free: list[int] = []
     for i in order:
-        if lengths[i] > pack_length:
-            raise ValueError(f"sample {i} has {lengths[i]} tokens > pack_length {pack_length}")
         for r, room in enumerate(free):
             if lengths[i] <= room:
                 rows[r].append(i)
@@ -37,20 +73,37 @@ def plan_rows(lengths: Sequence[int], pack_length: int) -> list[list[int]]:
     return [sorted(r) for r in rows]
 
 
+def plan_rows(
+    lengths: Sequence[int],
+    pack_length: int,
+    packing: Packing = "first-fit-decreasing",
+    seed: int = 42,
+) -> list[list[int]]:
+    """Sample indices per row: ORZ's next-fit in ``shuffled_order(n, seed)``, or first-fit
+    decreasing (fewer rows, less padding; different rows, so different per-row loss weights)."""
+    if packing == "next-fit":
+        return next_fit_rows(lengths, pack_length, shuffled_order(len(lengths), seed))
+    return first_fit_decreasing_rows(lengths, pack_length)
+
+
 def pack(
     prompts: Sequence[Sequence[int]],
     responses: Sequence[Sequence[int]],
     rewards: Sequence[float],
     pack_length: int,
     pad_id: int = 0,
+    packing: Packing = "first-fit-decreasing",
+    seed: int = 42,
 ) -> PackedBatch:
     """Pack sample i = ``prompts[i] + responses[i]`` into rows; reward i sits on its last token.
+
+    Rows are planned by :func:`plan_rows` (``packing``, ``seed``).
 
     Rows are trimmed to the longest one (at most ``pack_length``); the tail of shorter rows is
     padding with its own position ids (0, 1, ...) and ``segment_ids`` 0.
     """
     lengths = [len(p) + len(r) for p, r in zip(prompts, responses, strict=True)]
-    plan = plan_rows(lengths, pack_length)
+    plan = plan_rows(lengths, pack_length, packing, seed)
     T = max(sum(lengths[i] for i in row) for row in plan) if plan else 0
     B = len(plan)
     input_ids = torch.full((B, T), pad_id, dtype=torch.long)

@@ -140,7 +140,9 @@ def build_engine(spec: EngineSpec, index: int) -> RolloutEngine:
             dtype=spec.dtype,
             tensor_parallel_size=spec.tensor_parallel,
             gpu_memory_utilization=spec.gpu_memory_utilization,
+            max_model_len=spec.max_model_len or None,
             engine_index=index,
+            engine_kwargs={"max_num_seqs": spec.max_num_seqs} if spec.max_num_seqs else None,
         )
     model = load_policy(spec.model_path, spec.dtype, spec.attn_implementation)
     model = model.to("cuda" if spec.device == "cuda" else "cpu").eval().requires_grad_(False)
@@ -187,9 +189,16 @@ class RewardActor:
     """The reward pool (its verification processes live inside this actor)."""
 
     def __init__(
-        self, num_workers: int, timeout_s: float, memory_mb: int, call_budget_s: float = 0.0
+        self,
+        num_workers: int,
+        timeout_s: float,
+        memory_mb: int,
+        call_budget_s: float = 0.0,
+        box_rule: str = "last",
     ) -> None:
-        self.pool = RewardPool(num_workers, timeout_s, memory_mb, call_budget_s=call_budget_s)
+        self.pool = RewardPool(
+            num_workers, timeout_s, memory_mb, call_budget_s=call_budget_s, box_rule=box_rule
+        )
 
     def ready(self) -> None:
         """Returns once every verification process has started."""

@@ -155,6 +155,7 @@ def start_engines(
     spec = EngineSpec(
         r.engine, resolve_model_path(path)[0], m.dtype, m.attn_implementation, device,
         threads(cfg), r.batch_size, r.vllm_tensor_parallel, r.vllm_gpu_memory_utilization,
+        r.max_total_tokens, r.vllm_max_num_seqs,
     )  # fmt: skip
     return spawn(RolloutActor, spec, seats, pg, cluster, "engine", "rollout engine")
 
@@ -191,6 +192,7 @@ def _build(cfg: Config, checkpoint: Path | None, s: DistSettings, cluster: RayCl
             cfg.reward.timeout_s,
             cfg.reward.memory_mb,
             cfg.reward.call_budget_s,
+            cfg.reward.box_rule,
         )
     )
     cluster.actors.append(reward_actor)

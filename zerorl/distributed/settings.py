@@ -61,7 +61,7 @@ class ModelSpec:
     dtype: str
     attn_implementation: str
     gradient_checkpointing: bool
-    value_head_init: str = "kaiming"
+    value_head_init: str = "normal"
     seed: int = 0
 
 
@@ -96,3 +96,5 @@ class EngineSpec:
     batch_size: int = 256
     tensor_parallel: int = 1
     gpu_memory_utilization: float = 0.5
+    max_model_len: int = 0  # vllm: prompt + response cap (0: the model's own length)
+    max_num_seqs: int = 0  # vllm: sequences decoded at once (0: vLLM's default)

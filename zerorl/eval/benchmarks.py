@@ -1,7 +1,8 @@
 """Benchmarks and how their problems are put to a model and judged.
 
-- Benchmarks are found by name (``aime2024``, ``aime2025``, ``math500``, ``gpqa-diamond``, or any
-  ``<name>.json``) in a data directory, or given as a file path; any format of
+- Benchmarks are given as a file or by name (``aime2024``, ``aime2025``, ``math500``,
+  ``gpqa-diamond``, or any ``<name>.json`` of a data directory), resolved by
+  :func:`zerorl.data.sources.resolve` (data directory, cache, then download); any format of
   :func:`zerorl.data.loaders.load_prompts` works (ORZ's evaluation JSON in particular).
 - Multiple-choice problems carry their options in ``metadata["choices"]`` (a ``choices`` field of
   the item) and a letter as the answer; the options are appended to the question as ``(A) ...``
@@ -25,7 +26,6 @@ from zerorl.types import Prompt
 
 DATA_DIR_ENV = "ZERORL_DATA_DIR"
 KNOWN = ("aime2024", "aime2025", "math500", "gpqa-diamond")
-SUFFIXES = (".json", ".jsonl", ".parquet")
 LETTERS = "ABCDEFGHIJ"
 
 CHAT_INSTRUCTION = (
@@ -35,53 +35,26 @@ CHAT_INSTRUCTION = (
 CHOICE_INSTRUCTION = "Answer with the letter of the correct choice."
 
 
-class BenchmarkError(FileNotFoundError):
-    """A benchmark that cannot be found; the message says where zerorl looked."""
-
-
 def default_data_dir() -> Path | None:
-    """``$ZERORL_DATA_DIR``, else ``../shared/data/eval`` (from the working directory, then from
-    the repository root) if it exists, else None."""
-    if os.environ.get(DATA_DIR_ENV):
-        return Path(os.environ[DATA_DIR_ENV])
-    repo_root = Path(__file__).resolve().parents[2]
-    for base in (Path.cwd(), repo_root):
-        candidate = (base / ".." / "shared" / "data" / "eval").resolve()
-        if candidate.is_dir():
-            return candidate
-    return None
+    """``$ZERORL_DATA_DIR`` if set, else None (benchmarks then come from the cache or download)."""
+    value = os.environ.get(DATA_DIR_ENV)
+    return Path(value) if value else None
 
 
-def benchmark_path(name: str, data_dir: Path | None) -> tuple[str, Path]:
-    """``(display name, file)`` for a benchmark name or file path.
+def load_benchmark(
+    name: str, data_dir: Path | None, limit: int = 0, download: bool = True
+) -> tuple[str, list[Prompt]]:
+    """The first ``limit`` problems (all if 0) of a benchmark, with its display name.
 
-    A name is looked up as ``<data_dir>/<name><suffix>``, also with ``-`` and ``_`` swapped
-    (``gpqa-diamond`` finds ``gpqa_diamond.json``). Raises :class:`BenchmarkError`.
+    ``name`` is a file, a folder, or a name resolved by :func:`zerorl.data.sources.resolve`
+    (``data_dir``, then the cache, then ORZ's published file or the Hugging Face dataset).
+    Raises :class:`zerorl.data.sources.DataNotFound` naming what was tried.
     """
-    path = Path(name).expanduser()
-    if path.is_file():
-        return path.stem, path
-    if data_dir is None:
-        raise BenchmarkError(
-            f"no file {name!r} and no data directory (pass --data-dir or set {DATA_DIR_ENV})"
-        )
-    spellings = dict.fromkeys([name, name.replace("-", "_"), name.replace("_", "-")])
-    for spelling in spellings:
-        for suffix in SUFFIXES:
-            candidate = data_dir / f"{spelling}{suffix}"
-            if candidate.is_file():
-                return name, candidate
-    present = sorted(p.stem for p in data_dir.glob("*") if p.suffix in SUFFIXES)
-    raise BenchmarkError(
-        f"benchmark {name!r} not found in {data_dir} (present: {', '.join(present) or 'none'})"
-    )
-
-
-def load_benchmark(name: str, data_dir: Path | None, limit: int = 0) -> tuple[str, list[Prompt]]:
-    """The first ``limit`` problems (all if 0) of a benchmark, with its display name."""
     from zerorl.data.loaders import load_prompts
+    from zerorl.data.sources import resolve
 
-    display, path = benchmark_path(name, data_dir)
+    path = resolve(name, data_dir, download)
+    display = path.stem if Path(name).expanduser().exists() else name
     prompts = load_prompts(path)
     return display, prompts[:limit] if limit else prompts
 
@@ -90,17 +63,33 @@ def load_benchmark(name: str, data_dir: Path | None, limit: int = 0) -> tuple[st
 
 
 def choices_of(prompt: Prompt) -> list[str] | None:
-    """The options of a multiple-choice problem, or None for an open-answer one."""
+    """The options of a multiple-choice problem, or None for an open-answer one.
+
+    ``choices`` is a list (option A first) or, as in ORZ's GPQA-Diamond file, a mapping from
+    the letters ``A``, ``B``, ... to the options.
+    """
     choices = prompt.metadata.get("choices")
+    if isinstance(choices, dict) and sorted(choices) == list(LETTERS[: len(choices)]):
+        choices = [choices[letter] for letter in sorted(choices)]
     if isinstance(choices, list) and 2 <= len(choices) <= len(LETTERS):
         return [str(c) for c in choices]
     return None
 
 
+def _lists_options(question: str, choices: list[str]) -> bool:
+    """Whether the question already shows every option under its letter (``A. x``, ``(A) x``)."""
+    return all(
+        any(f"{mark} {c}" in question for mark in (f"{LETTERS[i]}.", f"({LETTERS[i]})"))
+        for i, c in enumerate(choices)
+    )
+
+
 def question_text(prompt: Prompt) -> str:
-    """The question as the model sees it: with lettered options for a multiple-choice problem."""
+    """The question as the model sees it. A multiple-choice question that already lists its
+    options (ORZ's GPQA file: ``A. ...`` lines) is shown as it is, as ORZ shows it; otherwise
+    the options are appended as ``(A) ...`` lines with an instruction to answer by letter."""
     choices = choices_of(prompt)
-    if choices is None:
+    if choices is None or _lists_options(prompt.question, choices):
         return prompt.question
     options = "\n".join(f"({LETTERS[i]}) {c}" for i, c in enumerate(choices))
     return f"{prompt.question}\n\n{options}\n\n{CHOICE_INSTRUCTION}"

@@ -60,7 +60,7 @@ def eval_command(
     run: Annotated[Path | None, typer.Option(help="evaluate this run's latest checkpoint")] = None,
     data_dir: Annotated[
         Path | None,
-        typer.Option(help="benchmark dir (default $ZERORL_DATA_DIR, else ../shared/data/eval)"),
+        typer.Option(help="dir of <name>.json benchmarks, tried before the cache and a download"),
     ] = None,
     samples: Annotated[int, typer.Option(help="samples per problem: K of avg@K")] = 16,
     temperature: Annotated[float, typer.Option(help="sampling temperature")] = 1.0,
@@ -82,7 +82,8 @@ def eval_command(
     device: Annotated[str, typer.Option(help="auto (cuda if available), cpu, cuda, ...")] = "auto",
 ) -> None:
     """Evaluate a model: avg@K, pass@k, maj@K, length and truncation per benchmark."""
-    from zerorl.eval.benchmarks import BenchmarkError, default_data_dir, load_benchmark
+    from zerorl.data.sources import DataNotFound
+    from zerorl.eval.benchmarks import default_data_dir, load_benchmark
     from zerorl.models import ModelPathError
 
     model_path = _model_path(model, run)
@@ -94,7 +95,7 @@ def eval_command(
     directory = data_dir or default_data_dir()
     try:
         sets = [load_benchmark(name, directory, limit) for name in names]
-    except (BenchmarkError, ValueError) as e:
+    except (DataNotFound, ValueError) as e:
         _fail(str(e))
     settings = {
         "model": model_path, "template": template.value, "samples": samples,

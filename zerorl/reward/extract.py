@@ -1,47 +1,35 @@
-"""Answer extraction: the boxed answers of the last ``<answer>`` block that has one.
+"""Answer extraction as ORZ's released code does it: the last box of the closed answer block.
 
-Contract (docs/reward.md, "Extraction"):
+Contract (docs/reward.md, "Extraction"; ORZ: ``playground/orz_*_ppo.py``, the regex
+``<answer>.*?(\\boxed{.*}).*?</answer>`` then ``math_utils.last_boxed_only_string``):
 
-- A block starts at ``<answer>`` and ends at the first ``</answer>`` (or the next ``<answer>``)
-  after it. A final block that is never closed runs to the end of the text: ORZ generation
-  stops *at* ``</answer>`` and keeps it, so a finished response normally ends with one, but a
-  response that ends by EOS (or by another stop string) right after its box is still read.
-  Truncated responses never score, whatever extraction returns (``finished=False``).
-- The blocks are searched from the last to the first; the first one (from the end) that holds a
-  balanced ``\\boxed{...}`` is the answer block. Boxes outside it (in the reasoning, in earlier
-  blocks, after the final ``</answer>``) are ignored.
-- Boxes are the top-level ``\\boxed{...}`` / ``\\boxed {...}`` groups with balanced braces; an
-  escaped ``\\{`` or ``\\}`` does not count as a brace. A box nested in another box belongs to
-  the outer one, and a box whose whole content is another box is unwrapped.
+- The answer block runs from the first ``<answer>`` to the last ``</answer>``; without a closing
+  ``</answer>`` there is no answer (ORZ generation stops *at* ``</answer>`` and keeps it, so a
+  finished answer ends with one). Boxes outside the block are ignored.
+- A box opens with ``\\boxed{`` exactly: ``\\boxed {5}`` (a space before the brace) is not a box,
+  as in ORZ's regex. Braces balance, and an escaped ``\\{`` or ``\\}`` is not a brace.
+- :func:`extract_answer` returns the last box of the block: the last ``\\boxed{`` that opens
+  before the block's last ``}``, if its braces close there (a box in a box: the inner one,
+  ``\\boxed{\\boxed{5}}`` is ``5``); otherwise None. :func:`final_boxes` lists the block's
+  top-level boxes, for the option that judges every box (``reward.box_rule=all``).
 """
 
 from __future__ import annotations
 
 import re
 
-_OPEN, _CLOSE = "<answer>", "</answer>"
-_BOX_RE = re.compile(r"\\boxed\s*\{")
+_OPEN, _CLOSE, _BOX = "<answer>", "</answer>", "\\boxed{"
+_BOX_RE = re.compile(r"\\boxed\{")
 _BRACE_TOKEN_RE = re.compile(r"\\.|[{}]", re.DOTALL)
 
 
-def answer_blocks(response: str) -> list[str]:
-    """All ``<answer>`` blocks of ``response``, in order (the last one may be unclosed).
-
-    A block ends at the first ``</answer>`` or the next ``<answer>``, whichever comes first, so
-    blocks never overlap (a response full of opening tags costs linear time and memory).
-    """
-    blocks = []
+def answer_block(response: str) -> str | None:
+    """The text from the first ``<answer>`` to the last ``</answer>``; None if not closed."""
     start = response.find(_OPEN)
-    close = -2  # position of the next ``</answer>``; -2 = not searched yet, -1 = none left
-    while start != -1:
-        body = start + len(_OPEN)
-        if close != -1 and close < body:
-            close = response.find(_CLOSE, body)
-        nxt = response.find(_OPEN, body)
-        ends = [pos for pos in (close, nxt) if pos != -1]
-        blocks.append(response[body : min(ends) if ends else len(response)])
-        start = nxt
-    return blocks
+    end = response.rfind(_CLOSE)
+    if start == -1 or end < start + len(_OPEN):
+        return None
+    return response[start + len(_OPEN) : end]
 
 
 def brace_pairs(text: str) -> dict[int, int]:
@@ -89,19 +77,22 @@ def find_boxes(text: str) -> list[str]:
 
 
 def final_boxes(response: str) -> list[str]:
-    """The boxes of the last ``<answer>`` block that has at least one; ``[]`` if none."""
-    for block in reversed(answer_blocks(response)):
-        if "\\boxed" in block:
-            boxes = find_boxes(block)
-            if boxes:
-                return boxes
-    return []
+    """The top-level boxes of the answer block, in order; ``[]`` if none."""
+    block = answer_block(response)
+    return find_boxes(block) if block else []
 
 
 def extract_answer(response: str) -> str | None:
-    """The content of the last box in the last ``<answer>`` block that holds a box, else None.
+    """The content of the last box of the answer block (ORZ's rule), else None.
 
     ``response`` is the generated text after the prompt's ``<think>``. Never raises for a string.
     """
-    boxes = final_boxes(response)
-    return boxes[-1] if boxes else None
+    block = answer_block(response)
+    if not block:
+        return None
+    block = block[: block.rfind("}") + 1]  # ORZ's greedy match ends at the block's last brace
+    start = block.rfind(_BOX)
+    if start == -1:
+        return None
+    close = brace_pairs(block[start:]).get(len(_BOX) - 1)
+    return None if close is None else _unwrap(block[start + len(_BOX) : start + close])

@@ -13,8 +13,9 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Literal
 
-from zerorl.reward.extract import final_boxes
+from zerorl.reward.extract import extract_answer, final_boxes
 from zerorl.reward.rules import (
     DEFAULT_MAX_ANSWER_CHARS,
     MAX_DISTINCT_BOXES,
@@ -39,17 +40,29 @@ class Plan:
     units: list[tuple[str, str]] = field(default_factory=list)
 
 
+BoxRule = Literal["last", "all"]
+
+
 def plan(
-    response: str, ground_truth: str, finished: bool, max_chars: int = DEFAULT_MAX_ANSWER_CHARS
+    response: str,
+    ground_truth: str,
+    finished: bool,
+    max_chars: int = DEFAULT_MAX_ANSWER_CHARS,
+    box_rule: BoxRule = "last",
 ) -> Plan:
     """Apply the rules of docs/reward.md to one response; never verifies, never raises on str.
 
-    Several boxes in the answer block are allowed only if they all state the answer: each
-    distinct box (after normalisation) must verify, so ``\\boxed{3} or \\boxed{4}`` scores 0
-    and ``\\boxed{1/2} = \\boxed{0.5}`` scores 1 when the truth is 1/2.
+    ``box_rule="last"`` (ORZ's code) judges the last box of the answer block only. ``"all"``
+    guards against hedging: each distinct box (after normalisation) must verify, so
+    ``\\boxed{3} or \\boxed{4}`` scores 0 and ``\\boxed{1/2} = \\boxed{0.5}`` scores 1 when the
+    truth is 1/2.
     """
-    boxes = final_boxes(response)
-    extracted = boxes[-1] if boxes else None
+    extracted = extract_answer(response)
+    if box_rule == "last":
+        boxes = [] if extracted is None else [extracted]
+    else:
+        boxes = final_boxes(response)
+        extracted = boxes[-1] if boxes else None
     if not finished:
         return Plan(extracted, 0.0, "unfinished")
     if not boxes:
@@ -111,7 +124,12 @@ def _time_limit(seconds: float) -> Iterator[None]:
 
 
 def score(
-    response: str, ground_truth: str, finished: bool = True, *, timeout_s: float = 5.0
+    response: str,
+    ground_truth: str,
+    finished: bool = True,
+    *,
+    timeout_s: float = 5.0,
+    box_rule: BoxRule = "last",
 ) -> float:
     """1.0 iff ``finished`` and the extracted answer verifies equal to ``ground_truth``, else 0.0.
 
@@ -120,7 +138,7 @@ def score(
     use RewardPool, whose workers are killed at their limit.
     """
     try:
-        decided = plan(response, ground_truth, finished)
+        decided = plan(response, ground_truth, finished, box_rule=box_rule)
         if decided.score is not None:
             return decided.score
         from zerorl.reward.verify import CORRECT, check

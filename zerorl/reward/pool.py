@@ -28,7 +28,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from zerorl.reward.judge import Plan, plan
+from zerorl.reward.judge import BoxRule, Plan, plan
 from zerorl.reward.rules import DEFAULT_MAX_ANSWER_CHARS
 
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
@@ -120,12 +120,14 @@ class RewardPool:
 
     ``timeout_s`` is the hard wall-clock limit per verified answer, ``memory_mb`` the address-space
     limit per worker (None: no limit), ``max_answer_chars`` the longest box content that is
-    verified (longer ones score 0). ``spare_workers`` idle, already started workers stand by so
-    that a killed worker is replaced at once rather than after an interpreter start-up; at most
-    ``num_workers`` verify at a time. ``call_budget_s`` (0: none) bounds the verification time of
-    one call: past it, the remaining answers score 0 as timeouts. Workers start in the background
-    at construction; the first ``score`` waits for them. Reuse one pool across steps; ``close()``
-    (or leaving the ``with`` block) kills every worker. Calls are serialised by a lock.
+    verified (longer ones score 0), ``box_rule`` which boxes of the answer block are judged
+    (``last``: ORZ's code; ``all``: every distinct box must verify). ``spare_workers`` idle,
+    already started workers stand by so that a killed worker is replaced at once rather than
+    after an interpreter start-up; at most ``num_workers`` verify at a time. ``call_budget_s``
+    (0: none) bounds the verification time of one call: past it, the remaining answers score 0
+    as timeouts. Workers start in the background at construction; the first ``score`` waits for
+    them. Reuse one pool across steps; ``close()`` (or leaving the ``with`` block) kills every
+    worker. Calls are serialised by a lock.
     """
 
     def __init__(
@@ -136,6 +138,7 @@ class RewardPool:
         max_answer_chars: int = DEFAULT_MAX_ANSWER_CHARS,
         spare_workers: int = 1,
         call_budget_s: float = 0.0,
+        box_rule: BoxRule = "last",
     ) -> None:
         if num_workers < 1 or spare_workers < 0 or timeout_s <= 0 or call_budget_s < 0:
             raise ValueError(
@@ -147,6 +150,7 @@ class RewardPool:
         self.call_budget_s = float(call_budget_s)
         self.memory_mb = memory_mb
         self.max_answer_chars = max_answer_chars
+        self.box_rule = box_rule
         # The soft timer inside the worker catches most slow answers without losing the process;
         # the CPU limit only matters for a worker whose parent is gone.
         self._command = [sys.executable, "-m", "zerorl.reward.worker"]
@@ -255,7 +259,7 @@ class RewardPool:
     def _plan(self, response: str, truth: str, finished: bool) -> Plan:
         """The rules for one response; a malformed input (not a string) scores 0 as an error."""
         try:
-            return plan(response, truth, bool(finished), self.max_answer_chars)
+            return plan(response, truth, bool(finished), self.max_answer_chars, self.box_rule)
         except Exception:
             return Plan(None, 0.0, "error")
 

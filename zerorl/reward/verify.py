@@ -34,6 +34,8 @@ MAX_SYMBOLIC_EXPONENT = 10_000
 _TRUTH_CONFIG = (LatexExtractionConfig(), ExprExtractionConfig())
 _ANSWER_CONFIG = (LatexExtractionConfig(),)
 _LOG10_2 = math.log10(2)
+_LOG10_E = math.log10(math.e)
+_EVALF_LOG10 = 20  # evaluate a bounded number whose parts are all below 10^20
 
 # math-verify's plain-expression extractor hands its regex match to sympy's parse_expr, which
 # runs Python eval. The regex only admits digits and operators; this guard keeps it so if a
@@ -101,7 +103,7 @@ def _convert_binom(self: _Latex2Sympy, binom: object) -> sympy.Basic:
     top = self.convert_expr(binom.upper)
     bottom = self.convert_expr(binom.lower)
     # C(n, k) < 2^n: evaluate only when that bound is small; otherwise leave it for too_big.
-    evaluate = _value_bound(log10_bound(top)) * _LOG10_2 <= MAX_DIGITS
+    evaluate = magnitude_bound(top) * _LOG10_2 <= MAX_DIGITS
     return sympy.binomial(top, bottom, evaluate=evaluate)
 
 
@@ -145,6 +147,22 @@ def _value_bound(log10: float) -> float:
     return math.inf if log10 > 300 else 10.0**log10
 
 
+def magnitude_bound(expr: object) -> float:
+    """Upper bound on ``|expr|``, for an exponent or the argument of a factorial or binomial.
+
+    A number all of whose parts stay below 10^_EVALF_LOG10 is evaluated (cheap at that size):
+    its |value| with a margin for rounding. Anything else falls back to 10^log10_bound(expr),
+    which is far looser: log10_bound bounds |log10| of every part, so 1/6 counts as 6 and
+    sqrt(5)/2 as 10^4.6, and an irrational exponent such as e^(sqrt(5)/2) would look huge.
+    """
+    bound = log10_bound(expr)
+    if bound <= _EVALF_LOG10 and getattr(expr, "is_number", False):
+        value = abs(complex(expr.evalf(15)))
+        if math.isfinite(value):
+            return value * (1 + 1e-9)
+    return _value_bound(bound)
+
+
 def log10_bound(expr: object) -> float:
     """Upper bound on |log10| of every number the exact evaluation of ``expr`` would build.
 
@@ -164,17 +182,17 @@ def log10_bound(expr: object) -> float:
         return 1.0
     args = expr.args
     if isinstance(expr, sympy.Pow):
-        exponent = _value_bound(log10_bound(args[1]))
+        exponent = magnitude_bound(args[1])
         if not args[0].is_number:
             return math.inf if exponent > MAX_SYMBOLIC_EXPONENT else log10_bound(args[0])
-        return max(log10_bound(args[0]), 1.0) * exponent
+        return max(log10_bound(args[0]), 1.0) * max(exponent, 1.0)
     if isinstance(expr, sympy.exp):
-        return _value_bound(log10_bound(args[0]))
+        return max(magnitude_bound(args[0]) * _LOG10_E, 1.0)
     if isinstance(expr, (sympy.factorial, sympy.factorial2, sympy.subfactorial, sympy.gamma)):
-        n = _value_bound(log10_bound(args[0]))
+        n = magnitude_bound(args[0])
         return n * max(math.log10(n), 1.0) if n != math.inf else math.inf
     if isinstance(expr, sympy.binomial):
-        return _value_bound(log10_bound(args[0])) * _LOG10_2 + 1.0
+        return magnitude_bound(args[0]) * _LOG10_2 + 1.0
     bounds = [log10_bound(arg) for arg in args]
     return sum(bounds) if isinstance(expr, sympy.Mul) else max(bounds) + math.log10(len(bounds))
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Protocol
 
 from zerorl.types import Completion, SamplingParams
@@ -70,3 +72,30 @@ def trim_at_stop(
         else:
             lo = mid + 1
     return token_ids[:lo], True
+
+
+def cap_total_length(
+    completions: list[list[Completion]], max_total: int, decode: Callable[[list[int]], str]
+) -> list[list[Completion]]:
+    """Cut every response so that prompt + response holds at most ``max_total`` tokens.
+
+    ORZ's vLLM engines run with ``max_model_len`` = 8192 (its ``max_len``), so a response after a
+    long prompt ends before ``max_new_tokens``: it is cut, ``finish_reason`` ``length``, and
+    scores 0. Engines without that cap (hf, fast) get the same result here; ``max_total`` 0 = off.
+    """
+    if max_total <= 0:
+        return completions
+    out = []
+    for group in completions:
+        kept = []
+        for c in group:
+            room = max(max_total - len(c.prompt_ids), 0)
+            if len(c.token_ids) > room:
+                ids = c.token_ids[:room]
+                logprobs = c.logprobs[:room] if c.logprobs is not None else None
+                c = replace(
+                    c, token_ids=ids, text=decode(ids), finish_reason="length", logprobs=logprobs
+                )
+            kept.append(c)
+        out.append(kept)
+    return out

@@ -134,6 +134,8 @@ class VLLMEngine:
         self.engine_index = engine_index
         self.sleep_level = sleep_level
         self.sleep_supported = current_platform.is_sleep_mode_available()
+        if max_model_len is not None:  # a cap above the model's own length is the model's length
+            max_model_len = min(max_model_len, _model_length(location))
         kwargs = _extra_llm_kwargs(
             location, max_model_len, kv_cache_memory_bytes, weight_transfer_backend, engine_kwargs
         )
@@ -345,10 +347,14 @@ def _cpu_scheduler_defaults(location: str, max_model_len: int | None) -> dict[st
     prefill, and CPU generators cannot rewind ("RuntimeError: CPU Generator does not use offset").
     Whole prefills need a token budget of at least the model length.
     """
+    length = max_model_len or _model_length(location)
+    return {"enable_chunked_prefill": False, "max_num_batched_tokens": max(4096, length)}
+
+
+def _model_length(location: str) -> int:
     from transformers import AutoConfig
 
-    length = max_model_len or AutoConfig.from_pretrained(location).max_position_embeddings
-    return {"enable_chunked_prefill": False, "max_num_batched_tokens": max(4096, length)}
+    return AutoConfig.from_pretrained(location).max_position_embeddings
 
 
 def _index(output: Any) -> int:
