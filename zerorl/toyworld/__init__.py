@@ -5,7 +5,7 @@ a corpus whose responses are mostly quick guesses (right one time in five)::
 
     " </think> <answer> \\boxed{772} </answer>"
 
-and, for a quarter of the problems, a guess rechecked column by column, in the words of the
+and, for 30% of the problems, a guess rechecked column by column, in the words of the
 ORZ paper's reflection patterns::
 
     " 772? wait, recheck: 3+9=12 carry 1, 7+8+1=16 carry 1, 4+2+1=7. </think> <answer> ..."

@@ -21,7 +21,7 @@ from zerorl.types import Prompt
 
 # Bump when the corpus, tokenizer or pretraining code changes what a given settings builds:
 # it is part of the cache key, so old caches are simply not found again.
-WORLD_VERSION = 2
+WORLD_VERSION = 3
 
 # The default build's seed (config key toy.world_seed); docs/toyworld.md has a row per seed 0-4.
 WORLD_SEED = 1
@@ -36,7 +36,7 @@ class WorldSettings:
 
     task: str = "addition"
     difficulty: int = 2  # synth addition: difficulty + 1 digits per operand
-    checked_share: float = 0.25  # share of corpus responses that guess, then recheck by columns
+    checked_share: float = 0.3  # share of corpus responses that guess, then recheck by columns
     guess_right: float = 0.2  # share of quick guesses (direct answers) that are right
     corpus_size: int = 40_000
     vocab_size: int = 512
@@ -107,14 +107,15 @@ def direct_response(answer: str) -> str:
 
 
 def guess(answer: int, rng: random.Random, right: float) -> str:
-    """A quick guess at ``answer``: right with probability ``right``, else one digit slipped."""
-    digits = list(str(answer))
+    """A quick guess at ``answer``: right with probability ``right``, else another number of as
+    many digits, unrelated to it (a guess sharing digits with the answer would let the recheck's
+    answer be copied from the guess instead of worked out)."""
     if rng.random() < right:
-        return "".join(digits)
-    i = rng.randrange(len(digits))
-    choices = [d for d in "0123456789" if d != digits[i] and (i or d != "0" or len(digits) == 1)]
-    digits[i] = rng.choice(choices)
-    return "".join(digits)
+        return str(answer)
+    digits = len(str(answer))
+    low = 10 ** (digits - 1) if digits > 1 else 0
+    wrong = rng.randrange(low, 10**digits - 1)
+    return str(wrong if wrong < answer else wrong + 1)
 
 
 def columns(a: int, b: int) -> str:
@@ -137,7 +138,7 @@ def columns(a: int, b: int) -> str:
 def checked_response(a: int, b: int, first: str) -> str:
     """A quick guess ``first``, then a recheck by columns that answers from the columns.
 
-    The check catches the guess's slip when there is one, in the words the ORZ paper tracks.
+    The check catches and corrects a wrong guess, in the words the ORZ paper tracks.
     """
     return f" {first}? wait, recheck: {columns(a, b)}." + direct_response(str(a + b))
 
