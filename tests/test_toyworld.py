@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import re
 import warnings
 from dataclasses import replace
@@ -12,6 +13,9 @@ import pytest
 
 from zerorl import toyworld as tw
 from zerorl.data.template import STOP_STRINGS, render
+from zerorl.eval.analysis import reflects
+from zerorl.reward import score
+from zerorl.toyworld import build, probe
 
 TINY = replace(
     tw.DEFAULT_SETTINGS,
@@ -35,34 +39,52 @@ def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
 
 
-def test_worked_response_is_right_and_local() -> None:
-    text = tw.worked_response(473, 289)
-    assert text == " 3+9=12 carry 1, 7+8+1=16 carry 1, 4+2+1=7. " + tw.direct_response("762")[1:]
-    assert (
-        tw.worked_response(999, 1)
-        == " 9+1=10 carry 1, 9+1=10 carry 1, 9+1=10. " + (tw.direct_response("1000")[1:])
-    )
+def test_columns_are_right_and_local() -> None:
+    assert tw.columns(473, 289) == "3+9=12 carry 1, 7+8+1=16 carry 1, 4+2+1=7"
+    assert tw.columns(999, 1) == "9+1=10 carry 1, 9+1=10 carry 1, 9+1=10"
     for a, b in [(100, 900), (555, 445), (123, 4), (7, 8)]:
-        steps = re.findall(r"([\d+]+)=(\d+)", tw.worked_response(a, b))
+        steps = re.findall(r"([\d+]+)=(\d+)", tw.columns(a, b))
         for terms, total in steps:  # each step is a single-digit fact (plus a carry)
             assert sum(int(t) for t in terms.split("+")) == int(total) <= 19
+
+
+def test_checked_response_catches_the_slip() -> None:
+    text = tw.checked_response(473, 289, "772")
+    assert text.startswith(" 772? wait, recheck: 3+9=12 carry 1,")
+    assert reflects(text) and score(text, "762") == 1.0 and score(text, "772") == 0.0
+
+
+def test_wrong_guesses_are_unrelated_numbers_of_as_many_digits() -> None:
+    rng = random.Random(0)
+    guesses = [tw.guess(762, rng, right=0.2) for _ in range(2000)]
+    right = sum(g == "762" for g in guesses) / len(guesses)
+    assert 0.17 < right < 0.23
+    assert all(len(g) == 3 and g[0] != "0" for g in guesses)
+    wrong = [g for g in guesses if g != "762"]
+    # unrelated: a wrong guess shares each digit with the answer about one time in ten
+    assert all(0.05 < sum(g[i] == "762"[i] for g in wrong) / len(wrong) < 0.16 for i in (1, 2))
+    assert {tw.guess(5, rng, right=0.0) for _ in range(200)} == set("012346789")
 
 
 def test_corpus_format_and_answers() -> None:
     settings = replace(tw.DEFAULT_SETTINGS, corpus_size=400)
     pairs = tw.corpus(settings, seed=0)
     assert len(pairs) == 400
-    worked = 0
+    checked = right_direct = 0
     for prompt, response in pairs:
         question = prompt.split("This is the problem:\n")[1].split("\nAssistant:")[0]
         assert prompt == render(question)
         a, b = (int(x) for x in re.fullmatch(r"What is (\d+) \+ (\d+)\?", question).groups())
         assert response.endswith(" </answer>") and response.count("</answer>") == 1
         assert not any(stop in response[: -len("</answer>")] for stop in STOP_STRINGS)
-        assert tw.is_correct(response, str(a + b))
-        assert not tw.is_correct(response, str(a + b + 1))
-        worked += tw.reasons(response)
-    assert 0.2 < worked / len(pairs) < 0.4  # the 30% share, give or take sampling
+        assert tw.reasons(response) == reflects(response)  # every reasoning response rechecks
+        if tw.reasons(response):
+            checked += 1
+            assert score(response, str(a + b)) == 1.0  # the check always answers right
+        else:
+            right_direct += score(response, str(a + b))
+    assert 0.22 < checked / len(pairs) < 0.38  # the 30% share, give or take sampling
+    assert 0.12 < right_direct / (len(pairs) - checked) < 0.28  # guesses right 20% of the time
 
 
 def test_splits_are_disjoint() -> None:
@@ -95,7 +117,7 @@ def test_tokenizer_round_trip_and_digits(tiny_dir: Path) -> None:
     from transformers import PreTrainedTokenizerFast
 
     plain = PreTrainedTokenizerFast.from_pretrained(tiny_dir)
-    text = render("What is 473 + 289?") + tw.worked_response(473, 289) + "  odd \n\n space "
+    text = render("What is 473 + 289?") + tw.checked_response(473, 289, "772") + "  odd \n\n space "
     assert (
         plain(text)["input_ids"] == tok(text)["input_ids"]
         and plain.decode(tok(text)["input_ids"]) == text
@@ -109,7 +131,7 @@ def test_stop_strings_work_with_hf_generate(tiny_dir: Path) -> None:
     from transformers import StopStringCriteria
 
     tok = tw.load_tokenizer(tiny_dir)
-    ids = tok(tw.worked_response(473, 289))["input_ids"]
+    ids = tok(tw.checked_response(473, 289, "772"))["input_ids"]
     stop = StopStringCriteria(tok, list(STOP_STRINGS))
     hits = [bool(stop(torch.tensor([ids[:k]]), None)[0]) for k in range(1, len(ids) + 1)]
     assert hits == [False] * (len(ids) - 1) + [True]
@@ -124,8 +146,8 @@ def test_tiny_build_is_loadable_and_cached(tiny_dir: Path) -> None:
     model = AutoModelForCausalLM.from_pretrained(tiny_dir)
     tok = tw.load_tokenizer(tiny_dir)
     assert model.config.eos_token_id == tok.eos_token_id
-    texts, lengths = tw.sample(model, tok, ["What is 473 + 289?"] * 3, max_new_tokens=5)
-    assert len(texts) == 3 and all(n <= 5 for n in lengths)
+    report = tw.evaluate(model, tok, tw.eval_prompts(3, seed=0), samples=2)
+    assert report.n == 6 and 0 <= report.accuracy <= 1 and report.mean_response_tokens <= 96
     # a second call finds the cache; nothing but the finished folder is left behind
     assert tw.ensure_base_model(tiny_dir.parent, seed=0, progress=False, settings=TINY) == tiny_dir
     assert [p.name for p in tiny_dir.parent.iterdir()] == [tiny_dir.name]
@@ -142,20 +164,20 @@ def test_build_is_deterministic_and_keyed(tmp_path: Path, tiny_dir: Path) -> Non
 
 
 @pytest.mark.parametrize(("score", "attempts"), [(0.0, 3), (0.95, 1)])
-def test_build_restarts_while_worked_solutions_are_wrong(
+def test_build_restarts_while_reasoning_is_wrong(
     score: float, attempts: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Fresh restarts happen only while the worked-solution check misses its target."""
+    """Fresh restarts happen only while the reasoning check misses its target."""
     calls: list[int] = []
 
     def fake_check(*args: object) -> float:
         calls.append(1)
         return score
 
-    monkeypatch.setattr(tw, "worked_accuracy", fake_check)
+    monkeypatch.setattr(probe, "reasoning_accuracy", fake_check)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        record = tw.build(tmp_path, replace(TINY, retries=2), seed=0, progress=False)
+        record = build.build(tmp_path, replace(TINY, retries=2), seed=0, progress=False)
     warned = any("toy world" in str(w.message) for w in caught)
     assert warned == (score < TINY.target_worked_accuracy)  # warned when every attempt fails
     assert record["worked_checks"] == [score] * attempts and len(calls) == attempts
@@ -165,7 +187,7 @@ def test_killed_build_leaves_no_cache(tmp_path: Path, monkeypatch: pytest.Monkey
     def boom(*args: object, **kwargs: object) -> float:  # a kill in the middle of the build
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(tw, "pretrain", boom)
+    monkeypatch.setattr(build, "pretrain", boom)
     with pytest.raises(KeyboardInterrupt):
         tw.ensure_base_model(tmp_path, seed=0, progress=False, settings=TINY)
     assert list(tmp_path.iterdir()) == []
@@ -179,7 +201,8 @@ def test_cache_root_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None
 
 @pytest.mark.slow
 def test_default_world_accuracy_band() -> None:
-    """Builds (or reuses) the real base model: it must solve some held-out problems, not most."""
+    """Builds (or reuses) the real base model: it must solve some held-out problems, not most,
+    and reflect rarely but then be right."""
     from transformers import AutoModelForCausalLM
 
     model_dir = tw.ensure_base_model(progress=False)
@@ -187,7 +210,25 @@ def test_default_world_accuracy_band() -> None:
     assert record["worked_checks"][-1] >= tw.DEFAULT_SETTINGS.target_worked_accuracy, record
     model = AutoModelForCausalLM.from_pretrained(model_dir)
     report = tw.evaluate(model, tw.load_tokenizer(model_dir), tw.eval_prompts(200, seed=0))
-    assert 0.05 <= report.accuracy <= 0.5, report
-    assert 0.1 <= report.reasoning_share <= 0.6, report
+    assert 0.1 <= report.accuracy <= 0.6, report
+    assert 0.1 <= report.reflection_share <= 0.5, report
+    assert report.reflection_share == report.reasoning_share, report  # every reasoning rechecks
     assert report.accuracy_reasoning is not None and report.accuracy_direct is not None
-    assert report.accuracy_reasoning > report.accuracy_direct + 0.3, report
+    assert report.accuracy_reasoning > report.accuracy_direct + 0.4, report
+
+
+@pytest.mark.slow
+def test_default_run_learns_to_reflect(tmp_path: Path) -> None:
+    """The default command's thresholds (issue 15): held-out accuracy >= 75% and +40 points,
+    reflection share at least doubled, longer responses, correct reflections longer than the
+    mean in the second half."""
+    from benchmarks.toyworld_seeds import summarize
+    from zerorl.config import load_config
+    from zerorl.launch import run_training
+
+    cfg = load_config("tiny-cpu", None, [f"train.out_dir={tmp_path}"])
+    run = run_training(cfg, tmp_path / "run", on_info=lambda s: None)
+    row = summarize(run.path, tw.cache_root().parent)
+    assert row["end"] >= 0.75 and row["gain"] >= 40, row
+    assert row["reflect_last"] >= 2 * row["reflect_first"], row
+    assert row["len_last"] > row["len_first"] and row["correct_reflect_len"] > row["mean_len"], row

@@ -8,10 +8,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
+from transformers import AutoModelForCausalLM
 
 from zerorl.config import ConfigError, load_config
+from zerorl.core.packing import pack
 from zerorl.launch import resume_training, run_training
 from zerorl.models import ModelPathError
+from zerorl.workers import OptimSettings, PolicyWorker
 
 TIME_KEYS = ("time/", "throughput/")
 REQUIRED = [
@@ -150,10 +154,29 @@ def test_recomputed_old_logprobs_change_no_number(
 def test_policy_and_critic_learn_the_advantage_direction(tiny_model_dir, tiny_train_file, tmp_path):
     # With a constant reward of 0 everywhere the critic is pulled towards 0: its loss falls.
     cfg = tiny_config(tiny_model_dir, tiny_train_file, "train.steps=3", "optim.critic_lr=1e-2")
-    metrics = run_training(cfg, tmp_path / "run", on_info=lambda s: None).read_metrics()
-    losses = [m["critic/loss"] for m in metrics]
+    run = run_training(cfg, tmp_path / "run", on_info=lambda s: None)
+    losses = [m["critic/loss"] for m in run.read_metrics()]
     assert all(math.isfinite(x) for x in losses)
     assert losses[-1] < losses[0]
+    # The policy's weights moved from the base model's...
+    trained = load_file(run.latest_checkpoint() / "policy" / "model.safetensors")
+    base = load_file(tiny_model_dir / "model.safetensors")
+    assert any(not torch.equal(trained[k], base[k]) for k in base)
+    # ...and a policy step moves it the way of the advantages: the tokens of the sample with a
+    # positive advantage become likelier, those of the sample with a negative one less likely.
+    policy = PolicyWorker(
+        AutoModelForCausalLM.from_pretrained(tiny_model_dir),
+        OptimSettings(lr=1e-2, warmup_steps=1),
+    )
+    batch = pack([[5, 6, 7], [5, 6, 7]], [[9, 10, 11, 12], [13, 14, 15, 16]], [1, 0], 32)
+    sign = torch.zeros_like(batch.response_mask)
+    for (start, end), i in zip(batch.sample_bounds[0], batch.sample_index[0]):
+        sign[0, start:end] = 1.0 if i == 0 else -1.0
+    advantages = sign * batch.response_mask
+    before = policy.logprobs(batch).logprobs
+    policy.train(batch, advantages, before)
+    change = (policy.logprobs(batch).logprobs - before) * batch.response_mask
+    assert change[advantages > 0].sum() > 0 > change[advantages < 0].sum()
 
 
 def test_clear_errors(tiny_model_dir, tiny_train_file, tmp_path):

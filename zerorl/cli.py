@@ -19,7 +19,9 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console()
+# soft_wrap: a line is never folded mid-field (a log file is not 80 columns wide); a terminal
+# wraps long lines itself.
+console = Console(soft_wrap=True)
 
 DEFAULT_PRESET = "tiny-cpu"
 STAGES = ("generate", "reward", "logprobs", "values", "critic_update", "policy_update")

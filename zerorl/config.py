@@ -184,6 +184,11 @@ class DistConfig:
 
 
 @dataclass
+class ToyConfig:
+    world_seed: int = _f(1, "toy world: seed of its base model's build (one world per seed)")
+
+
+@dataclass
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -194,6 +199,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     dist: DistConfig = field(default_factory=DistConfig)
+    toy: ToyConfig = field(default_factory=ToyConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -85,6 +86,22 @@ def drop_long_prompts(prompts: list[Prompt], roles: Roles, max_tokens: int) -> l
     return kept
 
 
+def toy_model_resolved(cfg: Config) -> Config:
+    """``cfg`` with model paths ``toy`` replaced by the base model built for ``toy.world_seed``
+    (the saved run config keeps ``toy``, so a resume rebuilds or reuses the same world)."""
+    if TOY not in (cfg.model.path, cfg.model.critic_path):
+        return cfg
+    from zerorl.toyworld import ensure_base_model
+
+    built = str(ensure_base_model(seed=cfg.toy.world_seed))
+    model = dataclasses.replace(
+        cfg.model,
+        path=built if cfg.model.path == TOY else cfg.model.path,
+        critic_path=built if cfg.model.critic_path == TOY else cfg.model.critic_path,
+    )
+    return dataclasses.replace(cfg, model=model)
+
+
 def total_steps(cfg: Config, n_prompts: int) -> int:
     if cfg.train.steps:
         return cfg.train.steps
@@ -143,6 +160,7 @@ def _train(
     data: tuple[list[Prompt], dict[str, list[Prompt]]] | None = None,
 ) -> RunDir:
     roles: Roles | None = None
+    cfg = toy_model_resolved(cfg)
     try:
         if cfg.train.backend == "ray":
             from zerorl.distributed.builder import build_ray_roles

@@ -5,8 +5,9 @@ and writes into ``<run_dir>/report/`` (or ``out``): ``index.html`` with every pl
 base64 (the page can be mailed on its own), the same plots as PNGs beside it, and
 ``analysis.json`` (the reflection analysis, when the run has rollouts).
 
-Plots: training reward, response length, average correct reflection length, evaluation
-accuracies and seconds per stage; step moments (zerorl.eval.analysis) are marked on the training
+Plots: training reward, response length, share of responses that reflect, average correct
+reflection length against the average response length, evaluation accuracies and seconds per
+stage; step moments (zerorl.eval.analysis) are marked on the training
 curves, computed from the reward and response length of metrics.jsonl.
 """
 
@@ -30,7 +31,7 @@ REWARD, LENGTH = "reward/mean", "response_length/mean"
 CORRECT_LENGTH = "response_length/correct_mean"
 REFLECTION_LENGTH, REFLECTION_FRAC = "reflection/correct_length_mean", "reflection/frac"
 TRUNCATED = "finish/truncated_frac"
-PLOTS = ("reward", "length", "reflection", "eval", "time")
+PLOTS = ("reward", "length", "reflection_share", "reflection", "eval", "time")
 
 
 @dataclass
@@ -87,6 +88,7 @@ def figures(data: RunData) -> dict[str, Figure]:
     """The report's figures by name (PLOTS), drawn from ``data``."""
     rows, marks = data.metrics, [m.step for m in data.moments]
     steps_rows = [r for r in rows if REWARD in r]
+    no_reflection = "no rollouts and no reflection/* metrics in this run"
     return {
         "reward": curve_figure("training reward", "mean reward", [series(rows, REWARD)], marks),
         "length": curve_figure(
@@ -95,14 +97,22 @@ def figures(data: RunData) -> dict[str, Figure]:
             [series(rows, LENGTH, "all responses"), series(rows, CORRECT_LENGTH, "correct")],
             marks,
         ),
-        "reflection": curve_figure(
-            "average correct reflection length",
-            "tokens",
-            [series(data.reflection, REFLECTION_LENGTH, "correct responses that reflect")],
+        "reflection_share": curve_figure(
+            "responses with a reflection pattern",
+            "share of responses",
+            [series(data.reflection, REFLECTION_FRAC, "reflecting")],
             marks,
-            empty="no correct response contains a reflection pattern yet"
-            if data.reflection
-            else "no rollouts and no reflection/* metrics in this run",
+            empty=no_reflection,
+        ),
+        "reflection": curve_figure(
+            "average correct reflection length vs. all responses",
+            "tokens",
+            [
+                series(data.reflection, REFLECTION_LENGTH, "correct responses that reflect"),
+                series(rows, LENGTH, "all responses"),
+            ],
+            marks,
+            empty=no_reflection,
         ),
         "eval": eval_figure(
             [series(rows, k, k.removeprefix("eval/").replace("/", " ")) for k in eval_keys(rows)],
