@@ -91,7 +91,7 @@ class ZerorlSteps:
         self.roles = build_local_roles(cfg)
         if tuned:
             use_segment_attention(self.roles.policy.model)
-            use_segment_attention(self.roles.critic.critic.backbone)
+            use_segment_attention(self.roles.critic.model.backbone)
         self.run = RunDir.create(out, cfg)
         stream = PromptStream(bm.problems, cfg.train.seed, cfg.data.shuffle)
         self.trainer = Trainer(cfg, self.roles, stream, {}, self.run)

@@ -158,9 +158,10 @@ def padded_batch(prompts, responses, rewards, pad_id: int):
 
 
 def _train_call(policy, batch, micro_rows: int):
-    from zerorl.workers import OptimSettings, PolicyWorker
+    from zerorl.workers import OptimSpec, PolicyWorker, WorkerSpec
 
-    worker = PolicyWorker(policy, OptimSettings(lr=1e-9, warmup_steps=1), micro_rows=micro_rows)
+    spec = WorkerSpec(OptimSpec(lr=1e-9, warmup_steps=1), micro_rows=micro_rows)
+    worker = PolicyWorker(policy, spec)
     adv = torch.randn(batch.input_ids.shape, generator=torch.Generator().manual_seed(0))
     old = torch.full(batch.input_ids.shape, -2.0)
     return lambda: worker.train(batch, adv * batch.response_mask, old)
@@ -174,10 +175,10 @@ def _threaded_train_call(policy, batch, workers: int = 2):
     The proposed change to ``zerorl.workers``; see docs/performance.md."""
     from zerorl.core.logprobs import token_logprobs
     from zerorl.core.losses import policy_loss
-    from zerorl.workers import OptimSettings, make_optimizer
+    from zerorl.workers import OptimSpec, make_optimizer
 
     params = [p for p in policy.parameters() if p.requires_grad]
-    optimizer, _ = make_optimizer(params, OptimSettings(lr=1e-9, warmup_steps=1))
+    optimizer, _ = make_optimizer(params, OptimSpec(lr=1e-9, warmup_steps=1))
     adv = torch.randn(batch.input_ids.shape, generator=torch.Generator().manual_seed(0))
     adv, old = adv * batch.response_mask, torch.full(batch.input_ids.shape, -2.0)
     shards = [list(range(batch.num_rows))[w::workers] for w in range(workers)]

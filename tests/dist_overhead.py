@@ -22,7 +22,7 @@ import ray
 import zerorl.launch as launch
 from zerorl.config import load_config
 from zerorl.distributed.builder import PACKAGE_ROOT
-from zerorl.distributed.settings import DistSettings
+from zerorl.distributed.specs import DistSettings
 
 
 def tiny_overrides(root: Path) -> list[str]:

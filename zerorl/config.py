@@ -68,7 +68,9 @@ class RolloutConfig:
     max_new_tokens: int = _f(8000, "generation length limit; a response reaching it scores 0")
     batch_size: int = _f(256, "sequences generated at once by the hf and fast engines")
     vllm_tensor_parallel: int = _f(1, "vllm: tensor-parallel size of each engine")
-    vllm_num_engines: int = _f(1, "rollout engines (Ray; colocated: one per device / TP group)")
+    num_engines: int = _f(
+        1, "rollout engines, any kind (Ray; colocated: one per device / TP group)"
+    )
     vllm_gpu_memory_utilization: float = _f(0.5, "vllm: fraction of GPU memory for the engine")
 
 
