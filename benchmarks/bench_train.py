@@ -9,7 +9,7 @@ batch of 2048^2 fp32 matmuls that measures the machine's peak under the same loa
 - ``packed``: ``zerorl.core.packing.pack`` rows of 2048 tokens, one row per micro-batch;
 - ``256-token rows (tiny-cpu)``: what the tiny-cpu preset trains on (``train.pack_length: 256``);
 - ``padded``: one sample per row, right-padded, micro-batches of about the same token grid;
-- ``packed + segment attention``: packed, with ``zerorl.rollout.segment_attention`` (attention per
+- ``packed + segment attention``: packed, with ``benchmarks.segment_attention`` (attention per
   sample instead of a dense block-diagonal mask);
 - ``... + balanced rows``: the same number of rows, filled about equally (``balanced_length``);
 - ``packed, 512-token rows + segment attention``: the suggested ``train.pack_length: 512``;
@@ -45,9 +45,9 @@ PEAK_SIZE = 2048
 
 def run(quick: bool = False, model: BenchModel | None = None) -> list[Row]:
     """Rows: tokens/s and GFLOP/s per layout, the peak, and packing efficiency."""
+    from benchmarks.segment_attention import use_segment_attention
     from zerorl.core.packing import pack, packing_efficiency
     from zerorl.models import load_policy, load_tokenizer
-    from zerorl.rollout.segment_attention import use_segment_attention
 
     set_threads()
     bm = model or bench_model()

@@ -14,7 +14,7 @@ import torch
 from zerorl.types import PackedBatch
 
 
-def plan_rows(lengths: Sequence[int], pack_length: int) -> list[list[int]]:
+def first_fit_rows(lengths: Sequence[int], pack_length: int) -> list[list[int]]:
     """Assign samples to rows of at most ``pack_length`` tokens by first-fit decreasing.
 
     Deterministic (ties keep input order); within a row, samples keep ascending index order.
@@ -50,16 +50,16 @@ def pack(
     padding with its own position ids (0, 1, ...) and ``segment_ids`` 0.
     """
     lengths = [len(p) + len(r) for p, r in zip(prompts, responses, strict=True)]
-    plan = plan_rows(lengths, pack_length)
-    T = max(sum(lengths[i] for i in row) for row in plan) if plan else 0
-    B = len(plan)
+    rows = first_fit_rows(lengths, pack_length)
+    T = max(sum(lengths[i] for i in row) for row in rows) if rows else 0
+    B = len(rows)
     input_ids = torch.full((B, T), pad_id, dtype=torch.long)
     position_ids = torch.zeros((B, T), dtype=torch.long)
     segment_ids = torch.zeros((B, T), dtype=torch.long)
     response_mask = torch.zeros((B, T))
     token_rewards = torch.zeros((B, T))
     bounds: list[list[tuple[int, int]]] = []
-    for b, row in enumerate(plan):
+    for b, row in enumerate(rows):
         start, row_bounds = 0, []
         for k, i in enumerate(row):
             n_prompt, end = len(prompts[i]), start + lengths[i]
@@ -81,18 +81,8 @@ def pack(
         response_mask=response_mask,
         token_rewards=token_rewards,
         sample_bounds=bounds,
-        sample_index=plan,
+        sample_index=rows,
     )
-
-
-def per_sample(x: torch.Tensor, batch: PackedBatch) -> dict[int, torch.Tensor]:
-    """Split a (B, T) tensor into each sample's response-token values, keyed by sample index."""
-    out: dict[int, torch.Tensor] = {}
-    for b, (row_bounds, row_index) in enumerate(zip(batch.sample_bounds, batch.sample_index)):
-        for (start, end), i in zip(row_bounds, row_index):
-            keep = batch.response_mask[b, start:end] > 0
-            out[i] = x[b, start:end][keep]
-    return out
 
 
 def packing_efficiency(batch: PackedBatch) -> float:
