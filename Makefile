@@ -4,12 +4,12 @@ install:
 	pip install torch==2.13.0 && pip install -e '.[dev]'
 
 lint:
-	ruff check zerorl tests benchmarks examples
-	ruff format --check zerorl tests benchmarks examples
+	ruff check zerorl tests benchmarks
+	ruff format --check zerorl tests benchmarks
 
 format:
-	ruff format zerorl tests benchmarks examples
-	ruff check --fix zerorl tests benchmarks examples
+	ruff format zerorl tests benchmarks
+	ruff check --fix zerorl tests benchmarks
 
 test:
 	python -m pytest -q

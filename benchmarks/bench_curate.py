@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from zerorl.data.curate import CurateConfig, DecontamParams, FilterParams, SemanticParams, curate
+from zerorl.data.curate import CurateSpec, DecontamSpec, FilterSpec, SemanticSpec, curate
 from zerorl.types import Prompt
 
 TARGET_SECONDS = 300.0  # "a few minutes" for the dedup stages on 2 cores
@@ -319,10 +319,10 @@ def run(n: int, semantic: bool = True, seed: int = 0) -> dict[str, Any]:
         t0 = time.perf_counter()
         encoder(sample)
         encode_rate = len(sample) / (time.perf_counter() - t0)
-    config = CurateConfig(
-        filters=FilterParams(workers=2),
-        semantic=SemanticParams(encoder=encoder) if semantic else None,
-        decontam=DecontamParams(references=collection.references),
+    config = CurateSpec(
+        filters=FilterSpec(workers=2),
+        semantic=SemanticSpec(encoder=encoder) if semantic else None,
+        decontam=DecontamSpec(references=collection.references),
     )
     cpu_marks = [_cpu_seconds()]
     kept, report = curate(

@@ -9,7 +9,7 @@ and the baseline - ``math_verify.verify(parse(boxed truth), parse(response))`` i
 no caching - run in alternation so that machine load hits both alike; the pool's first pass
 has cold caches. Rates are wall-clock; answers per CPU-second (parent plus workers) are also
 given because they hardly move with machine load. Adversarial mix: ``--fuzz`` answers from
-``zerorl.reward.fuzz`` (100,000 by default, 2,000 with ``--quick``). Hold-up: a realistic batch
+``tests/reward_fuzz.py`` (100,000 by default, 2,000 with ``--quick``). Hold-up: a realistic batch
 with and without two answers that pass every rule and then take sympy longer than the limit.
 Target: >= 1,000 realistic answers/s on 2 cores, and slow answers delaying a batch by no more
 than their own limit.
@@ -23,12 +23,15 @@ import math
 import os
 import random
 import statistics
+import sys
 import time
 from pathlib import Path
 
 from zerorl.reward import RewardPool
-from zerorl.reward.fuzz import MARKER_PREFIX, adversarial_answers, realistic_mix, wrap
-from zerorl.reward.judge import plan
+from zerorl.reward.judge import apply_rules
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the fuzz fixtures
+from reward_fuzz import MARKER_PREFIX, adversarial_answers, realistic_mix, wrap
 
 TARGET_PER_S = 1000.0
 # Two answers that pass every rule, then keep sympy busy for longer than the default limit.
@@ -86,7 +89,7 @@ def realistic(pool: RewardPool, truths: list[str], repeats: int, direct_n: int) 
         agree += sum(by_item[item] == d for item, d in zip(sample, direct, strict=True))
         total += len(sample)
     items = realistic_mix(truths, random.Random(0))
-    settled = sum(plan(wrap(a), t, True).score is not None for _, a, t in items) / len(items)
+    settled = sum(apply_rules(wrap(a), t, True).score is not None for _, a, t in items) / len(items)
     return {
         "realistic_cold_per_s": pool_rates[0],
         "realistic_per_s": statistics.median(pool_rates),

@@ -75,14 +75,14 @@ TUNED = "zerorl PPO (FastEngine + segment attention)"
 class ZerorlSteps:
     """A tiny-cpu Trainer on the bench model whose ``step`` runs and times one ORZ step.
 
-    ``tuned``: segment attention in both models (``zerorl.rollout.segment_attention``).
+    ``tuned``: segment attention in both models (``benchmarks.segment_attention``).
     """
 
     def __init__(self, bm: BenchModel, engine: str, tuned: bool, out: Path) -> None:
+        from benchmarks.segment_attention import use_segment_attention
         from zerorl.config import load_config
         from zerorl.data.stream import PromptStream
         from zerorl.roles import build_local_roles
-        from zerorl.rollout.segment_attention import use_segment_attention
         from zerorl.rundir import RunDir
         from zerorl.trainer import Trainer
 
@@ -91,7 +91,7 @@ class ZerorlSteps:
         self.roles = build_local_roles(cfg)
         if tuned:
             use_segment_attention(self.roles.policy.model)
-            use_segment_attention(self.roles.critic.critic.backbone)
+            use_segment_attention(self.roles.critic.model.backbone)
         self.run = RunDir.create(out, cfg)
         stream = PromptStream(bm.problems, cfg.train.seed, cfg.data.shuffle)
         self.trainer = Trainer(cfg, self.roles, stream, {}, self.run)

@@ -9,7 +9,7 @@ batch of 2048^2 fp32 matmuls that measures the machine's peak under the same loa
 - ``packed``: ``zerorl.core.packing.pack`` rows of 2048 tokens, one row per micro-batch;
 - ``256-token rows (tiny-cpu)``: what the tiny-cpu preset trains on (``train.pack_length: 256``);
 - ``padded``: one sample per row, right-padded, micro-batches of about the same token grid;
-- ``packed + segment attention``: packed, with ``zerorl.rollout.segment_attention`` (attention per
+- ``packed + segment attention``: packed, with ``benchmarks.segment_attention`` (attention per
   sample instead of a dense block-diagonal mask);
 - ``... + balanced rows``: the same number of rows, filled about equally (``balanced_length``);
 - ``packed, 512-token rows + segment attention``: the suggested ``train.pack_length: 512``;
@@ -45,9 +45,9 @@ PEAK_SIZE = 2048
 
 def run(quick: bool = False, model: BenchModel | None = None) -> list[Row]:
     """Rows: tokens/s and GFLOP/s per layout, the peak, and packing efficiency."""
+    from benchmarks.segment_attention import use_segment_attention
     from zerorl.core.packing import pack, packing_efficiency
     from zerorl.models import load_policy, load_tokenizer
-    from zerorl.rollout.segment_attention import use_segment_attention
 
     set_threads()
     bm = model or bench_model()
@@ -158,9 +158,10 @@ def padded_batch(prompts, responses, rewards, pad_id: int):
 
 
 def _train_call(policy, batch, micro_rows: int):
-    from zerorl.workers import OptimSettings, PolicyWorker
+    from zerorl.workers import OptimSpec, PolicyWorker, WorkerSpec
 
-    worker = PolicyWorker(policy, OptimSettings(lr=1e-9, warmup_steps=1), micro_rows=micro_rows)
+    spec = WorkerSpec(OptimSpec(lr=1e-9, warmup_steps=0), micro_rows=micro_rows)
+    worker = PolicyWorker(policy, spec)
     adv = torch.randn(batch.input_ids.shape, generator=torch.Generator().manual_seed(0))
     old = torch.full(batch.input_ids.shape, -2.0)
     return lambda: worker.train(batch, adv * batch.response_mask, old)
@@ -174,10 +175,10 @@ def _threaded_train_call(policy, batch, workers: int = 2):
     The proposed change to ``zerorl.workers``; see docs/performance.md."""
     from zerorl.core.logprobs import token_logprobs
     from zerorl.core.losses import policy_loss
-    from zerorl.workers import OptimSettings, make_optimizer
+    from zerorl.workers import OptimSpec, make_optimizer
 
     params = [p for p in policy.parameters() if p.requires_grad]
-    optimizer, _ = make_optimizer(params, OptimSettings(lr=1e-9, warmup_steps=1))
+    optimizer, _ = make_optimizer(params, OptimSpec(lr=1e-9, warmup_steps=0))
     adv = torch.randn(batch.input_ids.shape, generator=torch.Generator().manual_seed(0))
     adv, old = adv * batch.response_mask, torch.full(batch.input_ids.shape, -2.0)
     shards = [list(range(batch.num_rows))[w::workers] for w in range(workers)]

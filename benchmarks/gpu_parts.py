@@ -258,9 +258,11 @@ def _engine_mismatch(model, completions) -> dict[str, Any]:
 
 def policy_worker(model, micro_rows: int = 1):
     """The local backend's policy worker around ``model`` (AdamW, ORZ's learning rate)."""
-    from zerorl.workers import OptimSettings, PolicyWorker
+    from zerorl.workers import OptimSpec, PolicyWorker, WorkerSpec
 
-    return PolicyWorker(model, OptimSettings(lr=1e-6, warmup_steps=1), micro_rows=micro_rows)
+    device = str(next(model.parameters()).device.type)
+    spec = WorkerSpec(OptimSpec(lr=1e-6, warmup_steps=0), micro_rows=micro_rows, device=device)
+    return PolicyWorker(model, spec)
 
 
 def train_throughput(ctx: Ctx, shape: str, checkpointing: bool) -> dict[str, Any]:
@@ -299,13 +301,6 @@ def train_throughput(ctx: Ctx, shape: str, checkpointing: bool) -> dict[str, Any
     return out
 
 
-def push_weights(engine, state: dict[str, torch.Tensor]) -> None:
-    """The policy-to-engine weight update as the Ray backend does it (``RolloutActor``)."""
-    from zerorl.distributed.actors import WeightsView
-
-    engine.sync_weights(WeightsView(state))
-
-
 def fsdp_colocation(ctx: Ctx, shape: str) -> dict[str, Any]:
     """One policy rank as the Ray backend builds it on a GPU (FSDP2 over nccl, bf16 mixed
     precision with fp32 master weights, activation checkpointing), through the two-phase
@@ -331,16 +326,13 @@ def fsdp_colocation(ctx: Ctx, shape: str) -> dict[str, Any]:
 
 
 def _sharded_policy(path: str, device: str):
-    from zerorl.distributed.settings import ModelSpec, RankSpec
-    from zerorl.distributed.sharded import ShardedPolicy, load_policy_rank
-    from zerorl.workers import OptimSettings
+    from zerorl.distributed.sharded import load_policy_rank
+    from zerorl.distributed.specs import ModelSpec
+    from zerorl.workers import OptimSpec, PolicyWorker, WorkerSpec
 
-    spec = RankSpec(
-        ModelSpec(path, "bfloat16", "sdpa", gradient_checkpointing=True),
-        OptimSettings(lr=1e-6, warmup_steps=1), world=1, device=device, num_threads=0,
-        timeout_s=300,
-    )  # fmt: skip
-    return ShardedPolicy(load_policy_rank(spec.model, 0, 1, device), spec, 0)
+    model = ModelSpec(path, "bfloat16", "sdpa", gradient_checkpointing=True)
+    spec = WorkerSpec(OptimSpec(lr=1e-6, warmup_steps=0), world=1, device=device)
+    return PolicyWorker(load_policy_rank(model, 0, 1, device), spec)
 
 
 def _colocation_cycle(ctx: Ctx, worker, shape: str) -> dict[str, Any]:
@@ -369,7 +361,7 @@ def _colocation_cycle(ctx: Ctx, worker, shape: str) -> dict[str, Any]:
     engine_model = random_model(shape, torch.bfloat16, ctx.device).eval()
     engine = FastEngine(engine_model, word_tokenizer(vocab), batch_size=64)
     start = time.perf_counter()
-    push_weights(engine, state)
+    engine.load_weights(state)  # the policy-to-engine update, as RolloutActor does it
     sync()
     out["weight_update_seconds"] = time.perf_counter() - start
     name = "model.layers.0.mlp.down_proj.weight"

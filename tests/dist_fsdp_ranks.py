@@ -23,24 +23,16 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from zerorl.distributed import fsdp
-from zerorl.distributed.settings import ModelSpec, RankSpec
-from zerorl.distributed.sharded import (
-    ShardedCritic,
-    ShardedPolicy,
-    load_critic_rank,
-    load_policy_rank,
-)
-from zerorl.workers import OptimSettings
+from zerorl.distributed.sharded import load_critic_rank, load_policy_rank
+from zerorl.distributed.specs import ModelSpec
+from zerorl.workers import CriticWorker, OptimSpec, PolicyWorker, WorkerSpec
 
 WORLD = 2
 
 
-def specs(model_dir: str, critic_steps: int) -> tuple[RankSpec, RankSpec]:
-    model = ModelSpec(model_dir, "float32", "sdpa", gradient_checkpointing=False, seed=42)
-    optim = OptimSettings(lr=1e-3, warmup_steps=0)  # full lr from the first step
-    policy = RankSpec(model, optim, WORLD, "cpu", num_threads=1, timeout_s=120)
-    critic = dataclasses.replace(policy, steps=critic_steps)
-    return policy, critic
+def specs(critic_steps: int) -> tuple[WorkerSpec, WorkerSpec]:
+    policy = WorkerSpec(OptimSpec(lr=1e-3, warmup_steps=0), world=WORLD)  # full lr at once
+    return policy, dataclasses.replace(policy, steps=critic_steps)
 
 
 def gather_rows(part: torch.Tensor) -> torch.Tensor:
@@ -60,10 +52,11 @@ def run(rank: int, workdir: str, port: int) -> None:
     torch.set_num_threads(1)
     case = torch.load(Path(workdir) / "case.pt", weights_only=False)
     fsdp.init_world(rank, WORLD, ("127.0.0.1", port), "cpu", timeout_s=120)
-    p_spec, c_spec = specs(case["model_dir"], case["critic_steps"])
+    model = ModelSpec(case["model_dir"], "float32", "sdpa", gradient_checkpointing=False, seed=42)
+    p_spec, c_spec = specs(case["critic_steps"])
     batch = case["batch"]
-    policy = ShardedPolicy(load_policy_rank(p_spec.model, rank, WORLD, "cpu"), p_spec, rank)
-    critic = ShardedCritic(load_critic_rank(c_spec.model, rank, WORLD, "cpu"), c_spec, rank)
+    policy = PolicyWorker(load_policy_rank(model, rank, WORLD, "cpu"), p_spec, rank=rank)
+    critic = CriticWorker(load_critic_rank(model, rank, WORLD, "cpu"), c_spec, rank=rank)
     out: dict = {"logprobs": gather_rows(policy.logprobs(batch).logprobs)}
     out["values"] = gather_rows(critic.values(batch))
     stats = policy.train(batch, case["advantages"], case["old_logprobs"])
@@ -78,8 +71,8 @@ def run(rank: int, workdir: str, port: int) -> None:
     out["saved"] = str(saved)
 
     local = Path(case["local_checkpoint"])
-    p_resume = dataclasses.replace(p_spec, model=dataclasses.replace(p_spec.model, path=str(local)))
-    resumed = ShardedPolicy(load_policy_rank(p_resume.model, rank, WORLD, "cpu"), p_resume, rank)
+    from_local = dataclasses.replace(model, path=str(local))
+    resumed = PolicyWorker(load_policy_rank(from_local, rank, WORLD, "cpu"), p_spec, rank=rank)
     resumed.load_optim(local)
     resumed.train(batch, case["advantages"], case["old_logprobs"])
     out["resumed_params"] = resumed.full_state_dict()

@@ -6,8 +6,14 @@ import random
 import pytest
 import torch
 
-from zerorl.core.advantages import gae, normalize, packed_gae
+from zerorl.core.advantages import normalize, packed_gae
 from zerorl.core.packing import pack
+
+
+def gae(rewards, values, mask, gamma: float, lam: float):
+    """``packed_gae`` with one episode per row (every row a single segment)."""
+    one_segment = torch.zeros_like(mask, dtype=torch.long)
+    return packed_gae(rewards, values, mask, one_segment, gamma, lam)
 
 
 def loop_gae(rewards, values, mask, gamma, lam):

@@ -11,6 +11,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from zerorl.cli.eval import analyze_command
 from zerorl.eval.analysis import (
     analyze,
     find_step_moments,
@@ -18,7 +19,6 @@ from zerorl.eval.analysis import (
     reflects,
     slope_jumps,
 )
-from zerorl.eval.cli import analyze_command
 
 ROLLOUTS = {
     1: [

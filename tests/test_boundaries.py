@@ -44,3 +44,19 @@ def test_pure_packages_do_not_pull_forbidden_modules_at_runtime(package):
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "", f"{package} pulled in {out.stdout.strip()}"
+
+
+# The dependencies point down the house: engines take weights (not workers), and the data rooms
+# build no engine (the command line does, ``zerorl.cli.data``).
+DOWNWARD = {
+    "rollout": ("zerorl.workers", "zerorl.distributed", "zerorl.roles", "zerorl.cli"),
+    "data": ("zerorl.rollout", "zerorl.workers", "zerorl.distributed", "zerorl.cli"),
+}
+
+
+@pytest.mark.parametrize("package", sorted(DOWNWARD))
+def test_lower_rooms_do_not_import_upper_ones(package):
+    for path in sorted((ROOT / package).rglob("*.py")):
+        for name in imported_modules(path):
+            bad = [f for f in DOWNWARD[package] if name == f or name.startswith(f + ".")]
+            assert not bad, f"{path.relative_to(ROOT.parent)} imports {name}"

@@ -13,12 +13,12 @@ import pytest
 
 from zerorl.data import filters
 from zerorl.data.curate import (
-    CurateConfig,
-    DecontamParams,
-    FilterParams,
-    NearDupParams,
-    PassRateParams,
-    SemanticParams,
+    CurateSpec,
+    DecontamSpec,
+    FilterSpec,
+    NearDupSpec,
+    PassRateSpec,
+    SemanticSpec,
     curate,
     curate_files,
     decontaminate,
@@ -130,7 +130,7 @@ def test_filter_removes_each_unjudgeable_kind_and_keeps_order():
 
 def test_filter_thresholds_are_configurable():
     prompts = [P("Prove that 1 < 2. What is 1+1?", "2"), P("y" * 50, "1")]
-    kept, _ = filter_verifiable(prompts, FilterParams(proofs=False, max_question_chars=40))
+    kept, _ = filter_verifiable(prompts, FilterSpec(proofs=False, max_question_chars=40))
     assert ids(kept) == ids(prompts[:1])
 
 
@@ -196,13 +196,13 @@ def test_near_dedup_numbers_answers_and_threshold():
     sibling = [P(RECT, "192", "rect"), P(RECT_OTHER_NUMBER, "252", "other_number")]
     # A template sibling with other numbers is another problem: kept by default.
     assert ids(near_dedup(sibling)[0]) == ids(sibling)
-    text_only = NearDupParams(same_numbers=False)
+    text_only = NearDupSpec(same_numbers=False)
     assert ids(near_dedup(sibling, text_only)[0]) == ["rect"]
-    answer_aware = NearDupParams(same_numbers=False, same_answer=True)
+    answer_aware = NearDupSpec(same_numbers=False, same_answer=True)
     assert ids(near_dedup(sibling, answer_aware)[0]) == ids(sibling)
     typo = [P(RECT, "192", "rect"), P(RECT_TYPO, "192", "typo")]
     assert ids(near_dedup(typo)[0]) == ["rect"]
-    assert ids(near_dedup(typo, NearDupParams(threshold=0.95))[0]) == ids(typo)
+    assert ids(near_dedup(typo, NearDupSpec(threshold=0.95))[0]) == ids(typo)
 
 
 def test_similar_pairs_matches_brute_force():
@@ -230,22 +230,22 @@ def test_semantic_dedup_logic_with_injected_encoder():
         P("alphaprime other answer", "2", "a3"),  # same text family but another answer: kept
         P("alphaprime with 3 apples", "1", "a4"),  # same answer, other numbers: kept
     ]
-    kept, report = semantic_dedup(prompts, SemanticParams(encoder=fake_encoder))
+    kept, report = semantic_dedup(prompts, SemanticSpec(encoder=fake_encoder))
     assert ids(kept) == ["a", "b", "a3", "a4"]
     assert report.examples[0]["duplicate_of"] == "a" and report.examples[0]["cosine"] == 0.96
     assert report.stats["n_encoded"] == 3  # only the prompts sharing answer and numbers
-    any_numbers = SemanticParams(encoder=fake_encoder, same_numbers=False)
+    any_numbers = SemanticSpec(encoder=fake_encoder, same_numbers=False)
     assert ids(semantic_dedup(prompts, any_numbers)[0]) == ["a", "b", "a3"]
-    anything = SemanticParams(encoder=fake_encoder, same_answer=False, same_numbers=False)
+    anything = SemanticSpec(encoder=fake_encoder, same_answer=False, same_numbers=False)
     assert ids(semantic_dedup(prompts, anything)[0]) == ["a", "b"]
-    strict = SemanticParams(encoder=fake_encoder, threshold=0.99)
+    strict = SemanticSpec(encoder=fake_encoder, threshold=0.99)
     assert ids(semantic_dedup(prompts, strict)[0]) == ids(prompts)
 
 
 def test_semantic_dedup_skips_cleanly_without_sentence_transformers(monkeypatch):
     monkeypatch.setitem(sys.modules, "sentence_transformers", None)  # import now fails
     prompts = [P("a"), P("a")]
-    kept, report = semantic_dedup(prompts, SemanticParams(model=str(Path(__file__).parent)))
+    kept, report = semantic_dedup(prompts, SemanticSpec(model=str(Path(__file__).parent)))
     assert kept == prompts
     assert "sentence-transformers is not installed" in report.skipped
     assert report.n_removed == 0
@@ -269,7 +269,7 @@ def test_semantic_dedup_real_model_catches_paraphrase(minilm):
         P(RECT_OTHER_NUMBER, "252", "other_number"),  # as close in embedding, other answer
         P(COINS, "5", "coins"),
     ]
-    kept, report = semantic_dedup(prompts, SemanticParams(encoder=minilm))
+    kept, report = semantic_dedup(prompts, SemanticSpec(encoder=minilm))
     assert ids(kept) == ["rect", "tri", "other_number", "coins"]
     assert report.examples[0]["duplicate_of"] == "rect"
 
@@ -293,7 +293,7 @@ def test_decontaminate_planted_cases():
         P("Compute $\\dbinom{17}{5}$.", "6188", "short_other"),
         P(TRIANGLE, "30", "clean"),
     ]
-    kept, report = decontaminate(prompts, DecontamParams(references=refs))
+    kept, report = decontaminate(prompts, DecontamSpec(references=refs))
     assert ids(kept) == ["stock", "short_other", "clean"]
     matches = {e["id"]: e["matches"] for e in report.examples}
     assert matches == {
@@ -302,13 +302,13 @@ def test_decontaminate_planted_cases():
         "edited": "aime-1",
         "short_copy": "math-9",
     }
-    strict = DecontamParams(references=refs, threshold=0.95)
+    strict = DecontamSpec(references=refs, threshold=0.95)
     assert "edited" in ids(decontaminate(prompts, strict)[0])
 
 
 def test_decontaminate_without_references_is_skipped():
     prompts = [P(TRIANGLE)]
-    kept, report = decontaminate(prompts, DecontamParams())
+    kept, report = decontaminate(prompts, DecontamSpec())
     assert kept == prompts and "no evaluation sets" in report.skipped
 
 
@@ -322,7 +322,7 @@ def test_decontaminate_against_real_aime(tmp_path):
     assert len(refs) == sum(len(json.loads(f.read_text())) for f in files)
     assert {r.question for r in refs} >= {p.question for p in aime}
     prompts = [P(aime[3].question, aime[3].ground_truth, "leak"), P(TRIANGLE, "30", "clean")]
-    kept, report = decontaminate(prompts, DecontamParams(references=refs))
+    kept, report = decontaminate(prompts, DecontamSpec(references=refs))
     assert ids(kept) == ["clean"] and report.examples[0]["eval_source"] == "aime2024"
 
 
@@ -369,7 +369,7 @@ class FakeReward:
 def test_pass_rate_filter_thresholds_and_records_rate():
     prompts = [P(f"q{solved}", "7", f"s{solved}") for solved in (0, 1, 2, 4)]
     engine = FakeEngine()
-    params = PassRateParams(k=4, batch_size=3, max_new_tokens=64)
+    params = PassRateSpec(k=4, batch_size=3, max_new_tokens=64)
     kept, report = pass_rate_filter(prompts, params, engine=engine, reward_pool=FakeReward())
     assert ids(kept) == ["s1", "s2"]
     assert [p.metadata["pass_rate"] for p in kept] == [0.25, 0.5]
@@ -383,7 +383,7 @@ def test_pass_rate_filter_thresholds_and_records_rate():
 
 def test_select_by_pass_rate_bounds():
     prompts = [P("a", pid="a"), P("b", pid="b"), P("c", pid="c")]
-    params = PassRateParams(drop_at_most=0.2, drop_at_least=0.9)
+    params = PassRateSpec(drop_at_most=0.2, drop_at_least=0.9)
     kept, report = select_by_pass_rate(prompts, [0.2, 0.5, 0.9], params)
     assert ids(kept) == ["b"] and report.n_removed == 2
 
@@ -418,9 +418,9 @@ def word_encoder(texts: list[str]) -> np.ndarray:
 
 
 def test_pipeline_removes_each_planted_kind_in_order():
-    config = CurateConfig(
-        semantic=SemanticParams(encoder=word_encoder),
-        decontam=DecontamParams(references=(P(EVAL_Q, "7", "aime-x"),)),
+    config = CurateSpec(
+        semantic=SemanticSpec(encoder=word_encoder),
+        decontam=DecontamSpec(references=(P(EVAL_Q, "7", "aime-x"),)),
     )
     kept, report = curate(planted_collection(), config)
     assert ids(kept) == ["rect", "tri", "coins", "circle"]
@@ -439,7 +439,7 @@ def test_pipeline_removes_each_planted_kind_in_order():
 def test_curate_files_writes_outputs_and_report(tmp_path):
     save_jsonl(planted_collection()[:6], tmp_path / "a.jsonl")
     save_jsonl(planted_collection()[6:], tmp_path / "b.jsonl")
-    config = CurateConfig(semantic=None)
+    config = CurateSpec(semantic=None)
     report = curate_files(
         [tmp_path / "a.jsonl", tmp_path / "b.jsonl"],
         tmp_path / "out.json",
@@ -466,9 +466,9 @@ def test_curate_files_writes_outputs_and_report(tmp_path):
 def test_pipeline_runs_an_injected_pass_rate_stage_last():
     prompts = [P(f"q{solved}", "7", f"s{solved}") for solved in (0, 1, 2)] + [P("q1", "7", "dup")]
     stage = partial(
-        pass_rate_filter, params=PassRateParams(k=2), engine=FakeEngine(), reward_pool=FakeReward()
+        pass_rate_filter, params=PassRateSpec(k=2), engine=FakeEngine(), reward_pool=FakeReward()
     )
-    config = CurateConfig(filters=None, near=None, semantic=None, decontam=None, pass_rate=stage)
+    config = CurateSpec(filters=None, near=None, semantic=None, decontam=None, pass_rate=stage)
     kept, report = curate(prompts, config)
     assert [s.name for s in report.stages] == ["exact_dedup", "pass_rate"]
     assert ids(kept) == ["s1"] and kept[0].metadata["pass_rate"] == 0.5
@@ -480,22 +480,20 @@ def test_pass_rate_stage_with_the_real_reward_pool():
     prompts = [P(f"q{solved}", "7", f"s{solved}") for solved in (0, 1, 2)]
     with reward.RewardPool(num_workers=1, spare_workers=0) as pool:
         kept, report = pass_rate_filter(
-            prompts, PassRateParams(k=2), engine=FakeEngine(), reward_pool=pool
+            prompts, PassRateSpec(k=2), engine=FakeEngine(), reward_pool=pool
         )
     assert ids(kept) == ["s1"] and kept[0].metadata["pass_rate"] == 0.5
     assert report.reasons == {"too_hard": 1, "too_easy": 1}
 
 
-def test_build_pass_rate_filter_runs_the_hf_engine(tiny_model_dir):
+def test_pass_rate_stage_runs_the_hf_engine(tiny_model_dir):
     """End-to-end wiring on the random tiny model of conftest: it solves nothing, so every
     prompt is too hard; the point is that engine, template and reward pool fit together."""
     pytest.importorskip("zerorl.rollout.hf")
     pytest.importorskip("zerorl.reward")
-    from zerorl.data.curate import build_pass_rate_filter
+    from zerorl.cli.data import pass_rate_stage
 
-    stage = build_pass_rate_filter(
-        str(tiny_model_dir), k=2, params=PassRateParams(max_new_tokens=4)
-    )
+    stage = pass_rate_stage(str(tiny_model_dir), k=2, params=PassRateSpec(max_new_tokens=4))
     kept, report = stage([P("What is 3+4?", "7", "a"), P("What is 2+2?", "4", "b")])
     assert kept == [] and report.reasons == {"too_hard": 2}
     assert report.stats["histogram"] == {"0.0": 2}

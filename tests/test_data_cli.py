@@ -8,7 +8,7 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-from zerorl.data.cli import data_app
+from zerorl.cli.data import data_app
 from zerorl.data.loaders import load_prompts, save_jsonl, save_orz_train
 from zerorl.types import Prompt
 

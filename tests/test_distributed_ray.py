@@ -14,9 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from zerorl.config import load_config
-from zerorl.distributed.placement import LayoutError, Seat, plan_layout, shortfall
-from zerorl.distributed.settings import DistSettings
+from zerorl.config import DistConfig, load_config
+from zerorl.distributed.placement import LayoutError, Seat, layout, shortfall
 
 HERE = Path(__file__).parent
 NOT_COMPARED = ("time/", "throughput/")
@@ -26,31 +25,31 @@ NOT_COMPARED = ("time/", "throughput/")
 
 
 def test_colocated_layout_shares_each_gpu():
-    s = DistSettings(num_nodes=2, num_gpus_per_node=8, colocate=True)
-    plan = plan_layout(s, engines=16, tensor_parallel=1, reference=False)
-    assert len(plan.bundles) == 16 and plan.bundles[0] == {"CPU": 1.0, "GPU": 1.0}
-    assert [len(x) for x in (plan.policy, plan.critic, plan.engines)] == [16, 16, 16]
-    seats = [plan.policy[3], plan.critic[3], plan.engines[3]]
-    assert {seat.bundles for seat in seats} == {(3,)}
-    assert sum(seat.gpus for seat in seats) <= 1.0
+    s = DistConfig(num_nodes=2, num_gpus_per_node=8, colocate=True)
+    seats = layout(s, engines=16, tensor_parallel=1, reference=False)
+    assert len(seats.bundles) == 16 and seats.bundles[0] == {"CPU": 1.0, "GPU": 1.0}
+    assert [len(x) for x in (seats.policy, seats.critic, seats.engines)] == [16, 16, 16]
+    shared = [seats.policy[3], seats.critic[3], seats.engines[3]]
+    assert {seat.bundles for seat in shared} == {(3,)}
+    assert sum(seat.gpus for seat in shared) <= 1.0
 
 
 def test_separate_layout_gives_each_role_its_own_gpus():
-    s = DistSettings(num_nodes=16, num_gpus_per_node=8, colocate=False, policy_ranks=64,
+    s = DistConfig(num_nodes=16, num_gpus_per_node=8, colocate=False, policy_ranks=64,
                      critic_ranks=32)  # fmt: skip
-    plan = plan_layout(s, engines=8, tensor_parallel=4, reference=False)
-    assert len(plan.bundles) == 64 + 32 + 8 * 4
-    assert plan.policy[0] == Seat((0,), 1.0, 1.0) and plan.critic[0].bundles == (64,)
-    assert plan.engines[1].bundles == (100, 101, 102, 103) and plan.engines[1].gpus == 0.0
+    seats = layout(s, engines=8, tensor_parallel=4, reference=False)
+    assert len(seats.bundles) == 64 + 32 + 8 * 4
+    assert seats.policy[0] == Seat((0,), 1.0, 1.0) and seats.critic[0].bundles == (64,)
+    assert seats.engines[1].bundles == (100, 101, 102, 103) and seats.engines[1].gpus == 0.0
     with pytest.raises(LayoutError, match="needs 160 GPUs"):
-        plan_layout(s, engines=16, tensor_parallel=4, reference=False)
+        layout(s, engines=16, tensor_parallel=4, reference=False)
 
 
 def test_cpu_layout_and_group_sizes():
-    plan = plan_layout(DistSettings(policy_ranks=2), engines=1, tensor_parallel=1, reference=True)
-    assert len(plan.bundles) == 2 and "GPU" not in plan.bundles[0]
-    assert [len(plan.policy), len(plan.critic), len(plan.reference)] == [2, 1, 2]
-    assert all(seat.gpus == 0.0 for seat in plan.policy + plan.engines)
+    seats = layout(DistConfig(policy_ranks=2), engines=1, tensor_parallel=1, reference=True)
+    assert len(seats.bundles) == 2 and "GPU" not in seats.bundles[0]
+    assert [len(seats.policy), len(seats.critic), len(seats.reference)] == [2, 1, 2]
+    assert all(seat.gpus == 0.0 for seat in seats.policy + seats.engines)
 
 
 def test_shortfall_names_what_can_never_be_placed():
@@ -92,17 +91,17 @@ def tiny_config(model_dir: Path, train_file: Path, backend: str, *extra: str):
     return load_config(None, None, overrides)
 
 
-def run(cfg, path: Path, dist: DistSettings | None = None, **kwargs):
-    """``run_training`` with ``dist`` as the config's dist settings."""
+def run(cfg, path: Path, dist: DistConfig | None = None, **kwargs):
+    """``run_training`` with ``dist`` as the config's ``dist`` section."""
     from zerorl.launch import run_training
 
     if dist is not None:
-        cfg.dist = dist  # dist_settings() uses a DistSettings attached as cfg.dist as it is
+        cfg.dist = dist
     return run_training(cfg, path, **kwargs)
 
 
-def small_dist(**kwargs) -> DistSettings:
-    return DistSettings(cpus_per_slot=1.0, reward_cpus=0.5, call_timeout_s=300,
+def small_dist(**kwargs) -> DistConfig:
+    return DistConfig(cpus_per_slot=1.0, reward_cpus=0.5, call_timeout_s=300,
                         start_timeout_s=300, **kwargs)  # fmt: skip
 
 
@@ -131,7 +130,7 @@ def test_two_fsdp2_ranks_per_group_match_the_local_step(
     runs, tiny_model_dir, tiny_train_file, tmp_path
 ):
     cfg = tiny_config(tiny_model_dir, tiny_train_file, "ray", "train.steps=1")
-    dist = DistSettings(cpus_per_slot=0.75, reward_cpus=0.5, call_timeout_s=300,
+    dist = DistConfig(cpus_per_slot=0.75, reward_cpus=0.5, call_timeout_s=300,
                         start_timeout_s=300, policy_ranks=2, critic_ranks=2)  # fmt: skip
     got = compared(run(cfg, tmp_path / "two", dist).read_metrics())[0]
     want = compared(runs["local"])[0]
@@ -172,16 +171,17 @@ def test_a_layout_the_cluster_cannot_hold_fails_before_any_actor_starts(
     from zerorl.distributed.builder import build_ray_roles
 
     cfg = tiny_config(tiny_model_dir, tiny_train_file, "ray")
-    dist = DistSettings(colocate=False, policy_ranks=2, critic_ranks=1, cpus_per_slot=0.5,
-                        reward_cpus=0.25, start_timeout_s=600)  # fmt: skip
+    cfg.dist = dist = DistConfig(
+        colocate=False, policy_ranks=2, critic_ranks=1, cpus_per_slot=0.5, reward_cpus=0.25
+    )
     with pytest.raises(LayoutError, match=r"asks for CPU 2\.25 \(the cluster has 2\).*never"):
-        build_ray_roles(cfg, settings=dist)
+        build_ray_roles(cfg)
     assert ray_cluster.util.list_named_actors() == []
     # A cluster joined by address may grow: the same shortfall is said, and the placement waits.
     from zerorl.distributed.placement import check_cluster
 
     said: list[str] = []
-    check_cluster(plan_layout(dist, 1, 1, False), 0.25, can_grow=True, on_info=said.append)
+    check_cluster(layout(dist, 1, 1, False), 0.25, can_grow=True, on_info=said.append)
     assert said == ["the layout asks for CPU 2.25 (the cluster has 2) in all; waiting for the "
                     "cluster to grow (an autoscaler may add nodes)"]  # fmt: skip
 

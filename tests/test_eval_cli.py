@@ -11,7 +11,7 @@ import torch
 import typer
 from typer.testing import CliRunner
 
-from zerorl.eval.cli import analyze_command, eval_command, report_command
+from zerorl.cli.eval import analyze_command, eval_command, report_command
 
 CHAT_TEMPLATE = (
     "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}\n{% endfor %}"
@@ -20,7 +20,7 @@ CHAT_TEMPLATE = (
 
 
 def app() -> typer.Typer:
-    """A fresh app with the commands registered the way zerorl/cli.py does."""
+    """A fresh app with the commands registered the way zerorl/cli/__init__.py does."""
     cli = typer.Typer()
     cli.command("eval")(eval_command)
     cli.command("analyze")(analyze_command)

@@ -1,9 +1,10 @@
 """FSDP2 policy and critic groups on CPU (gloo, two processes) against the single-process workers.
 
-One train call of a two-rank group must move every weight as ``PolicyWorker.train`` /
-``CriticWorker.train`` do on the same batch (within 1e-5), its checkpoints must be the local
-backend's files, and a group must resume from a local checkpoint. A one-rank group (the plain
-module, as the Ray backend runs on one CPU) must be bit-identical to the workers.
+One train call of a two-rank group must move every weight as a world of one does on the same
+batch (within 1e-5), its checkpoints must be the local backend's files, and a group must resume
+from a local checkpoint. A rank of a world of one loaded as the Ray actors load it
+(``load_policy_rank``: the plain module on CPU) must be bit-identical to a worker on the model
+loaded as the local backend loads it.
 """
 
 from __future__ import annotations
@@ -20,20 +21,22 @@ import torch
 from zerorl.core.losses import masked_mean
 from zerorl.core.packing import pack
 from zerorl.distributed import fsdp
-from zerorl.distributed.settings import ModelSpec, RankSpec
-from zerorl.distributed.sharded import (
-    ShardedCritic,
-    ShardedPolicy,
-    load_critic_rank,
-    load_policy_rank,
-    micro_plan,
+from zerorl.distributed.sharded import load_critic_rank, load_policy_rank
+from zerorl.distributed.specs import ModelSpec
+from zerorl.models import load_critic, load_policy
+from zerorl.workers import (
+    OPTIM_FILE,
+    CriticWorker,
+    OptimSpec,
+    PolicyLossSpec,
+    PolicyWorker,
+    WorkerSpec,
+    padded_micro_batches,
     split_rows,
 )
-from zerorl.models import load_critic, load_policy
-from zerorl.workers import OPTIM_FILE, CriticWorker, OptimSettings, PolicyWorker
 
 HERE = Path(__file__).parent
-OPTIM = OptimSettings(lr=1e-3, warmup_steps=0)  # full lr from the first step
+OPTIM = OptimSpec(lr=1e-3, warmup_steps=0)  # full lr from the first step
 CRITIC_STEPS = 3
 TOL = 1e-5
 
@@ -52,14 +55,13 @@ def make_batch(seed: int = 0):
 
 
 def workers(model_dir: Path) -> tuple[PolicyWorker, CriticWorker]:
-    policy = PolicyWorker(load_policy(str(model_dir)), OPTIM)
-    critic = CriticWorker(load_critic(str(model_dir), seed=42), OPTIM, steps=CRITIC_STEPS)
+    policy = PolicyWorker(load_policy(str(model_dir)), WorkerSpec(OPTIM))
+    critic = CriticWorker(load_critic(str(model_dir), seed=42), WorkerSpec(OPTIM, CRITIC_STEPS))
     return policy, critic
 
 
-def rank_spec(model_dir: Path, world: int, steps: int = 1) -> RankSpec:
-    model = ModelSpec(str(model_dir), "float32", "sdpa", gradient_checkpointing=False, seed=42)
-    return RankSpec(model, OPTIM, world, "cpu", 1, 60, steps=steps)
+def model_spec(model_dir: Path) -> ModelSpec:
+    return ModelSpec(str(model_dir), "float32", "sdpa", gradient_checkpointing=False, seed=42)
 
 
 def max_diff(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
@@ -71,16 +73,16 @@ def test_row_split_and_padding_plan():
     assert split_rows(list(range(5)), 2) == [[0, 1, 2], [3, 4]]
     assert split_rows([7], 2) == [[7], []]
     parts = split_rows([4, 1, 3], 2)
-    assert micro_plan(parts, 1, 1, filler=4) == [([3], True), ([4], False)]
-    assert micro_plan(split_rows([4], 2), 1, 1, filler=4) == [([4], False)]
+    assert padded_micro_batches(parts, 1, 1, filler=4) == [([3], True), ([4], False)]
+    assert padded_micro_batches(split_rows([4], 2), 1, 1, filler=4) == [([4], False)]
 
 
 def test_one_rank_is_bit_identical_to_the_workers(tiny_model_dir):
     batch, advantages, returns = make_batch()
     policy, critic = workers(tiny_model_dir)
-    spec, c_spec = rank_spec(tiny_model_dir, 1), rank_spec(tiny_model_dir, 1, CRITIC_STEPS)
-    p1 = ShardedPolicy(load_policy_rank(spec.model, 0, 1, "cpu"), spec, 0)
-    c1 = ShardedCritic(load_critic_rank(spec.model, 0, 1, "cpu"), c_spec, 0)
+    spec = model_spec(tiny_model_dir)
+    p1 = PolicyWorker(load_policy_rank(spec, 0, 1, "cpu"), WorkerSpec(OPTIM))
+    c1 = CriticWorker(load_critic_rank(spec, 0, 1, "cpu"), WorkerSpec(OPTIM, CRITIC_STEPS))
     old = policy.logprobs(batch)
     assert torch.equal(old.logprobs, p1.logprobs(batch).logprobs)
     values = critic.values(batch)
@@ -92,7 +94,7 @@ def test_one_rank_is_bit_identical_to_the_workers(tiny_model_dir):
         c1.train(batch, returns, values, seed=7)
     )
     assert max_diff(policy.model.state_dict(), p1.full_state_dict()) == 0.0
-    assert max_diff(critic.critic.state_dict(), c1.full_state_dict()) == 0.0
+    assert max_diff(critic.model.state_dict(), c1.full_state_dict()) == 0.0
 
 
 def test_on_policy_step_needs_no_separate_logprob_forward(tiny_model_dir):
@@ -115,8 +117,10 @@ def test_entropy_bonus_enters_the_loss(tiny_model_dir):
     """``entropy_coef`` (an ablation, off in ORZ) subtracts coef x entropy from the loss, and its
     gradient moves the weights differently."""
     batch, advantages, _ = make_batch()
-    plain = PolicyWorker(load_policy(str(tiny_model_dir)), OPTIM)
-    bonus = PolicyWorker(load_policy(str(tiny_model_dir)), OPTIM, entropy_coef=0.5)
+    plain = PolicyWorker(load_policy(str(tiny_model_dir)), WorkerSpec(OPTIM))
+    bonus = PolicyWorker(
+        load_policy(str(tiny_model_dir)), WorkerSpec(OPTIM), PolicyLossSpec(entropy_coef=0.5)
+    )
     a, b = plain.train(batch, advantages, None), bonus.train(batch, advantages, None)
     assert a.entropy == b.entropy > 0
     assert b.loss == pytest.approx(a.loss - 0.5 * a.entropy, rel=1e-5, abs=1e-7)
@@ -127,9 +131,9 @@ def test_several_policy_steps_match_between_worker_and_rank(tiny_model_dir):
     """``ppo.policy_steps`` > 1: seeded mini-batches, one optimiser step each, the same on the
     local worker and a one-rank group; off-policy after the first, so old log-probs are needed."""
     batch, advantages, _ = make_batch()
-    policy = PolicyWorker(load_policy(str(tiny_model_dir)), OPTIM, steps=3)
-    spec = rank_spec(tiny_model_dir, 1, steps=3)
-    p1 = ShardedPolicy(load_policy_rank(spec.model, 0, 1, "cpu"), spec, 0)
+    policy = PolicyWorker(load_policy(str(tiny_model_dir)), WorkerSpec(OPTIM, steps=3))
+    rank_model = load_policy_rank(model_spec(tiny_model_dir), 0, 1, "cpu")
+    p1 = PolicyWorker(rank_model, WorkerSpec(OPTIM, steps=3))
     old = policy.logprobs(batch).logprobs
     local, ranked = (
         policy.train(batch, advantages, old, seed=5),
@@ -161,7 +165,7 @@ def two_ranks(tiny_model_dir, tmp_path_factory):
     ref["policy_stats"] = vars(policy.train(batch, advantages, old.logprobs))
     ref["critic_stats"] = vars(critic.train(batch, returns, values, seed=7))
     ref["policy_params"] = {k: v.clone() for k, v in policy.model.state_dict().items()}
-    ref["critic_params"] = {k: v.clone() for k, v in critic.critic.state_dict().items()}
+    ref["critic_params"] = {k: v.clone() for k, v in critic.model.state_dict().items()}
     local = workdir / "local_ckpt"
     policy.save(local)
     policy.train(batch, advantages, old.logprobs)

@@ -8,10 +8,10 @@ from torch import nn
 
 from zerorl.config import Config
 from zerorl.models import init_value_head
-from zerorl.workers import OptimSettings, make_optimizer
+from zerorl.workers import OptimSpec, make_optimizer
 
 
-def _lrs(settings: OptimSettings, steps: int) -> list[float]:
+def _lrs(settings: OptimSpec, steps: int) -> list[float]:
     """The lr each of the first ``steps`` optimiser steps runs with."""
     weight = nn.Parameter(torch.zeros(1))
     opt, sched = make_optimizer([weight], settings)
@@ -27,21 +27,21 @@ def _lrs(settings: OptimSettings, steps: int) -> list[float]:
 def test_warmup_from_zero_is_orz_constant_with_warmup() -> None:
     """ORZ (transformers' constant_with_warmup, N = 50): lr * k / 50, full lr from k = 50."""
     assert Config().optim.warmup_from_zero
-    lrs = _lrs(OptimSettings(lr=1.0, warmup_steps=50), 52)
+    lrs = _lrs(OptimSpec(lr=1.0, warmup_steps=50), 52)
     expected = {0: 0.0, 1: 1 / 50, 49: 49 / 50, 50: 1.0, 51: 1.0}
     for k, value in expected.items():
         assert lrs[k] == pytest.approx(value, abs=1e-12), k
 
 
 def test_warmup_from_one_reaches_full_lr_a_step_earlier() -> None:
-    lrs = _lrs(OptimSettings(lr=1.0, warmup_steps=50, warmup_from_zero=False), 51)
+    lrs = _lrs(OptimSpec(lr=1.0, warmup_steps=50, warmup_from_zero=False), 51)
     expected = {0: 1 / 50, 1: 2 / 50, 48: 49 / 50, 49: 1.0, 50: 1.0}
     for k, value in expected.items():
         assert lrs[k] == pytest.approx(value, abs=1e-12), k
 
 
 def test_no_warmup_is_full_lr_at_once() -> None:
-    assert _lrs(OptimSettings(lr=0.5, warmup_steps=0), 2) == [0.5, 0.5]
+    assert _lrs(OptimSpec(lr=0.5, warmup_steps=0), 2) == [0.5, 0.5]
 
 
 @pytest.mark.parametrize("hidden", [896, 1536])
@@ -115,7 +115,7 @@ ORZ_SCRIPTS = {
         "train.pack_length": 10048,  # generate_max_len + prompt_max_len
         "gpus": 8,
         "dist.colocate": True,
-        "rollout.vllm_num_engines": 8,
+        "rollout.num_engines": 8,
         "rollout.vllm_tensor_parallel": 1,
         "rollout.vllm_gpu_memory_utilization": 0.75,
         "ranks": (8, 8),
@@ -125,7 +125,7 @@ ORZ_SCRIPTS = {
         "train.pack_length": 10048,
         "gpus": 16,
         "dist.colocate": True,
-        "rollout.vllm_num_engines": 16,
+        "rollout.num_engines": 16,
         "rollout.vllm_tensor_parallel": 1,
         "rollout.vllm_gpu_memory_utilization": 0.7,
         "ranks": (16, 16),
@@ -135,7 +135,7 @@ ORZ_SCRIPTS = {
         "train.pack_length": 16384,  # packing_max_len
         "gpus": 32,
         "dist.colocate": True,
-        "rollout.vllm_num_engines": 32,
+        "rollout.num_engines": 32,
         "rollout.vllm_tensor_parallel": 1,
         "rollout.vllm_gpu_memory_utilization": 0.7,
         "ranks": (32, 32),
@@ -145,7 +145,7 @@ ORZ_SCRIPTS = {
         "train.pack_length": 10048,
         "gpus": 128,
         "dist.colocate": False,  # colocate_all = False
-        "rollout.vllm_num_engines": 16,
+        "rollout.num_engines": 16,
         "rollout.vllm_tensor_parallel": 4,
         "rollout.vllm_gpu_memory_utilization": 0.95,
         "ranks": (32, 32),  # actor_num_nodes, critic_num_nodes (1 GPU each)
@@ -161,8 +161,7 @@ def _get(cfg: Config, key: str) -> object:
 @pytest.mark.parametrize("preset", sorted(ORZ_SCRIPTS))
 def test_preset_matches_orz_launch_script(preset: str) -> None:
     from zerorl.config import load_config
-    from zerorl.distributed.placement import engine_count, group_sizes, plan_layout
-    from zerorl.distributed.settings import dist_settings
+    from zerorl.distributed.placement import engine_count, group_sizes, layout
 
     cfg = load_config(preset)
     orz = {**ORZ_COMMON, **ORZ_SCRIPTS[preset]}
@@ -170,15 +169,15 @@ def test_preset_matches_orz_launch_script(preset: str) -> None:
     mismatches = {k: (_get(cfg, k), v) for k, v in orz.items() if _get(cfg, k) != v}
     assert mismatches == {}
     # The layout is ORZ's: its GPU count, its group sizes, its engines; no dist.* overrides.
-    s = dist_settings(cfg)
+    s = cfg.dist
     assert s.num_nodes * s.num_gpus_per_node == gpus
     assert group_sizes(s) == ranks
     tp = cfg.rollout.vllm_tensor_parallel
-    engines = engine_count(s, cfg.rollout.vllm_num_engines, tp)
-    assert engines == cfg.rollout.vllm_num_engines
-    plan = plan_layout(s, engines, tp, reference=False)
-    assert len(plan.bundles) == gpus
-    assert all(bundle["GPU"] == 1.0 for bundle in plan.bundles)
+    engines = engine_count(s, cfg.rollout.num_engines, tp)
+    assert engines == cfg.rollout.num_engines
+    seats = layout(s, engines, tp, reference=False)
+    assert len(seats.bundles) == gpus
+    assert all(bundle["GPU"] == 1.0 for bundle in seats.bundles)
 
 
 def test_prompt_plus_response_cap() -> None:

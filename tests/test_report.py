@@ -13,8 +13,8 @@ import typer
 from PIL import Image
 from typer.testing import CliRunner
 
+from zerorl.cli.eval import report_command
 from zerorl.config import load_config
-from zerorl.eval.cli import report_command
 from zerorl.eval.plots import HEIGHT, MOMENT_COLOR, WIDTH
 from zerorl.eval.report import PLOTS, figures, load_run, write_report
 from zerorl.launch import run_training

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 from reward_cases import KNOWN_WRONG, PAIRS
+from reward_fuzz import MARKER_PREFIX, realistic_mix, wrap
 
 from zerorl.reward import extract_answer, score
 from zerorl.reward import verify as mv
-from zerorl.reward.fuzz import MARKER_PREFIX, realistic_mix, wrap
-from zerorl.reward.judge import plan
+from zerorl.reward.judge import apply_rules
 from zerorl.reward.rules import fast_verdict, normalize, prepare_truth
 
 MATH500 = Path(__file__).resolve().parents[2] / "shared" / "data" / "eval" / "math500.json"
@@ -173,13 +173,13 @@ def test_same_answer_repeated_in_a_list_is_fine() -> None:
     ],
 )
 def test_cheap_rules_refuse_before_verification(answer: str, reason: str) -> None:
-    decided = plan(wrap(answer), "1", finished=True)
+    decided = apply_rules(wrap(answer), "1", finished=True)
     assert (decided.score, decided.reason) == (0.0, reason)
     assert score(wrap(answer), "1") == 0.0
 
 
 def test_unevaluated_operator_is_allowed_when_the_truth_uses_it() -> None:
-    assert plan(wrap("\\sum_{k=1}^{n} k"), "\\sum_{k=1}^{n} k", True).reason == "correct"
+    assert apply_rules(wrap("\\sum_{k=1}^{n} k"), "\\sum_{k=1}^{n} k", True).reason == "correct"
 
 
 def test_truncated_response_scores_zero_even_if_right() -> None:

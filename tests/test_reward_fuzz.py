@@ -15,9 +15,9 @@ import time
 
 import pytest
 from conftest import alive
+from reward_fuzz import MARKER_PREFIX, adversarial_answers, wrap
 
 from zerorl.reward import RewardPool, score
-from zerorl.reward.fuzz import MARKER_PREFIX, adversarial_answers, wrap
 
 pytestmark = pytest.mark.timeout(300)
 

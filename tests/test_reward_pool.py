@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from conftest import alive
 from reward_cases import PAIRS
+from reward_fuzz import wrap
 
 from zerorl.reward import RewardPool, RewardResult, score
-from zerorl.reward.fuzz import wrap
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -182,8 +182,8 @@ def test_min_new_tokens_generates_fixed_lengths(qwen2):
 
 def test_segment_attention_matches_the_dense_mask(tiny_model_dir):
     """Per-sample attention on packed rows: same logits and gradients as transformers' sdpa."""
+    from benchmarks.segment_attention import use_segment_attention
     from zerorl.core.packing import pack
-    from zerorl.rollout.segment_attention import use_segment_attention
 
     dense = load_policy(str(tiny_model_dir))
     segmented = use_segment_attention(load_policy(str(tiny_model_dir)))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from conftest import check_completions
 
@@ -97,3 +98,25 @@ def test_logprobs_match_a_forward_pass(tiny_model_dir):
                 ids = torch.tensor([c.prompt_ids + c.token_ids])
                 ref = token_logprobs(engine.model(ids).logits, ids)[0, len(c.prompt_ids) :]
                 assert torch.allclose(torch.tensor(c.logprobs), ref, atol=1e-4)
+
+
+def test_load_weights_copies_by_name_and_skips_the_modules_own(tiny_model_dir):
+    """Engines take weights: another model's state dict is copied in by name; the engine's own
+    state dict (the local engine holds the policy module) leaves it as it is; a state dict that
+    misses a weight is refused."""
+    from zerorl.rollout.base import load_into
+
+    engine_model, other = load_policy(str(tiny_model_dir)), load_policy(str(tiny_model_dir))
+    with torch.no_grad():
+        for p in other.parameters():
+            p.add_(0.5)
+    load_into(engine_model, other.state_dict())
+    for name, tensor in other.state_dict().items():
+        assert torch.equal(engine_model.state_dict()[name], tensor), name
+    before = {k: v.clone() for k, v in engine_model.state_dict().items()}
+    load_into(engine_model, engine_model.state_dict())
+    for name, tensor in engine_model.state_dict().items():
+        assert torch.equal(tensor, before[name]), name
+    partial = dict(list(other.state_dict().items())[1:])
+    with pytest.raises(KeyError, match="missing"):
+        load_into(engine_model, partial)

@@ -12,7 +12,6 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import torch
@@ -25,7 +24,8 @@ from zerorl.types import SamplingParams
 pytestmark = pytest.mark.vllm
 pytest.importorskip("vllm")
 
-from zerorl.rollout.vllm import VLLMEngine, prompt_seed, vllm_tokens_per_s  # noqa: E402
+from benchmarks.vllm_speed import vllm_tokens_per_s  # noqa: E402
+from zerorl.rollout.vllm import VLLMEngine, prompt_seed  # noqa: E402
 
 PROMPTS = ["abc", "What is 2 + 3?", "x", "a much longer prompt about sums", "Q: 17+25=", "zz"]
 GREEDY = SamplingParams(n=1, temperature=0.0, max_new_tokens=24, seed=0)
@@ -158,11 +158,11 @@ def test_greedy_matches_hf_generate(engine, model_dirs):
 def test_weight_update_changes_greedy_output_to_the_new_model(engine, model_dirs):
     model_a, model_b = (load_policy(str(d)) for d in model_dirs)
     before = greedy_ids(engine)  # also fills the prefix cache with blocks of the old weights
-    engine.sync_weights(SimpleNamespace(model=model_b))
+    engine.load_weights(model_b.state_dict())
     after = greedy_ids(engine)
     assert after == expected(model_b, engine)
     assert after != before
-    engine.load_weights(model_a.state_dict().items())
+    engine.load_weights(model_a.state_dict())
     assert greedy_ids(engine) == before
 
 
@@ -175,11 +175,11 @@ def test_weight_update_after_an_optimiser_step(engine, model_dirs):
     model.train()
     model(input_ids=ids, labels=ids).loss.backward()
     opt.step()
-    engine.sync_weights(SimpleNamespace(model=model))
+    engine.load_weights(model.state_dict())
     after = greedy_ids(engine)
     assert after == expected(model, engine)
     assert after != before
-    engine.load_weights(original.items())
+    engine.load_weights(original)
     assert greedy_ids(engine) == before
 
 
@@ -196,10 +196,10 @@ def test_sleep_wake_keeps_greedy_output(engine, model_dirs):
 def test_weights_loaded_while_asleep_are_used_after_wake(engine, model_dirs):
     model_a, model_b = (load_policy(str(d)) for d in model_dirs)
     engine.sleep()
-    engine.sync_weights(SimpleNamespace(model=model_b))
+    engine.load_weights(model_b.state_dict())
     engine.wake()
     assert greedy_ids(engine) == expected(model_b, engine)
-    engine.load_weights(model_a.state_dict().items())
+    engine.load_weights(model_a.state_dict())
 
 
 def test_level_two_sleep_requires_new_weights(engine, model_dirs, monkeypatch):
@@ -209,34 +209,15 @@ def test_level_two_sleep_requires_new_weights(engine, model_dirs, monkeypatch):
     monkeypatch.setattr(engine, "sleep_supported", True)
     before = greedy_ids(engine)
     engine.sleep()
-    with pytest.raises(RuntimeError, match="sync_weights"):
+    with pytest.raises(RuntimeError, match="load_weights"):
         engine.generate(PROMPTS, GREEDY)
-    engine.sync_weights(SimpleNamespace(model=load_policy(str(model_dirs[0]))))
+    engine.load_weights(load_policy(str(model_dirs[0].state_dict())))
     engine.wake()
     assert greedy_ids(engine) == before
 
 
 def test_in_process_weights_pass_by_reference(engine):
     assert engine.passes_by_reference
-
-
-def test_broadcast_methods_forward_to_the_workers(engine, monkeypatch):
-    calls = []
-    monkeypatch.setattr(engine.llm, "collective_rpc", lambda m, **kw: calls.append((m, kw)))
-    monkeypatch.setattr(engine, "engine_index", 2)
-    request = SimpleNamespace(init_info={"master_port": 1, "rank_offset": 1, "world_size": 7})
-    engine.init_weight_transfer_engine(request)
-    engine.start_weight_update()
-    engine.update_weights({"names": ["w"], "dtype_names": ["float32"], "shapes": [[1]]})
-    engine.finish_weight_update()
-    assert [m for m, _ in calls] == [
-        "init_weight_transfer_engine",
-        "start_weight_update",
-        "update_weights",
-        "finish_weight_update",
-    ]
-    assert calls[0][1]["kwargs"]["init_info"]["rank_offset"] == 3  # 1 + engine 2 * tp 1
-    assert calls[2][1]["kwargs"]["update_info"]["names"] == ["w"]
 
 
 def test_tokens_per_s_function(model_dirs, engine):
@@ -256,7 +237,7 @@ if __name__ == "__main__":  # the worker processes are spawned: they re-import t
     model_a, model_b = load_policy(sys.argv[2]), load_policy(sys.argv[3])
     result = {"by_reference": engine.passes_by_reference}
     result["greedy_a"] = greedy_ids(engine) == expected(model_a, engine)
-    engine.sync_weights(SimpleNamespace(model=model_b))
+    engine.load_weights(model_b.state_dict())
     result["greedy_b"] = greedy_ids(engine) == expected(model_b, engine)
     engine.sleep()
     engine.wake()

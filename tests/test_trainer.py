@@ -15,7 +15,7 @@ from zerorl.config import ConfigError, load_config
 from zerorl.core.packing import pack
 from zerorl.launch import resume_training, run_training
 from zerorl.models import ModelPathError
-from zerorl.workers import OptimSettings, PolicyWorker
+from zerorl.workers import OptimSpec, PolicyWorker, WorkerSpec
 
 TIME_KEYS = ("time/", "throughput/")
 REQUIRED = [
@@ -166,7 +166,7 @@ def test_policy_and_critic_learn_the_advantage_direction(tiny_model_dir, tiny_tr
     # positive advantage become likelier, those of the sample with a negative one less likely.
     policy = PolicyWorker(
         AutoModelForCausalLM.from_pretrained(tiny_model_dir),
-        OptimSettings(lr=1e-2, warmup_steps=1),
+        WorkerSpec(OptimSpec(lr=1e-2, warmup_steps=0)),
     )
     batch = pack([[5, 6, 7], [5, 6, 7]], [[9, 10, 11, 12], [13, 14, 15, 16]], [1, 0], 32)
     sign = torch.zeros_like(batch.response_mask)

@@ -71,7 +71,9 @@ class RolloutConfig:
     )
     batch_size: int = _f(256, "sequences generated at once by the hf and fast engines")
     vllm_tensor_parallel: int = _f(1, "vllm: tensor-parallel size of each engine")
-    vllm_num_engines: int = _f(1, "rollout engines (Ray; colocated: one per device / TP group)")
+    num_engines: int = _f(
+        1, "rollout engines, any kind (Ray; colocated: one per device / TP group)"
+    )
     vllm_gpu_memory_utilization: float = _f(0.5, "vllm: fraction of GPU memory for the engine")
     vllm_max_num_seqs: int = _f(128, "vllm: sequences decoded at once per engine (ORZ: 128)")
 

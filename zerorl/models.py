@@ -138,12 +138,18 @@ class Critic(nn.Module):
         hidden = out.last_hidden_state
         return self.value_head(hidden.to(self.value_head.weight.dtype)).squeeze(-1).float()
 
-    def save_pretrained(self, directory: str | Path) -> None:
+    def save_pretrained(
+        self, directory: str | Path, state_dict: dict[str, torch.Tensor] | None = None
+    ) -> None:
+        """The backbone in Hugging Face format and the value head beside it; from
+        ``state_dict`` (this module's names, e.g. gathered from FSDP shards) when given."""
         directory = Path(directory)
-        self.backbone.save_pretrained(directory)
-        save_file(
-            {"weight": self.value_head.weight.detach().contiguous()}, directory / VALUE_HEAD_FILE
-        )
+        state = self.state_dict() if state_dict is None else state_dict
+        prefix = "backbone."
+        backbone = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+        self.backbone.save_pretrained(directory, state_dict=backbone)
+        head = state["value_head.weight"].detach().contiguous()
+        save_file({"weight": head}, directory / VALUE_HEAD_FILE)
 
 
 def init_value_head(head: nn.Linear, how: str, generator: torch.Generator) -> None:

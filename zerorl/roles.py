@@ -1,22 +1,85 @@
-"""The four roles of a PPO step, and their builder for the single-process (local) backend.
+"""The four roles of a PPO step, typed by what the trainer calls, and their local builder.
 
-This is where the config is read; the roles below it take plain arguments.
+Both backends fill ``Roles``: the local one with ``zerorl.workers`` in this process, the Ray one
+with the driver-side groups of ``zerorl.distributed.groups``; the Protocols below are what both
+satisfy. This is where the config is read; the roles below it take plain arguments.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import torch
 from transformers import PreTrainedTokenizerBase
 
 from zerorl.config import Config
-from zerorl.models import load_critic, load_policy, load_tokenizer, resolve_device
-from zerorl.reward import RewardPool
+from zerorl.distributed.sharded import load_critic_rank, load_policy_rank
+from zerorl.distributed.specs import ModelSpec
+from zerorl.models import load_tokenizer, resolve_device
+from zerorl.reward import RewardPool, RewardResult
 from zerorl.rollout import local_engine
 from zerorl.rollout.base import RolloutEngine
-from zerorl.workers import CriticWorker, OptimSettings, PolicyWorker
+from zerorl.types import PackedBatch
+from zerorl.workers import (
+    CriticStats,
+    CriticWorker,
+    OptimSpec,
+    PolicyLossSpec,
+    PolicyOutput,
+    PolicyStats,
+    PolicyWorker,
+    ValueLossSpec,
+    WorkerSpec,
+    init_threads,
+)
+
+
+class PolicyRole(Protocol):
+    """The policy (or the frozen reference): log-probs, the update, its weights, checkpoints."""
+
+    def logprobs(self, batch: PackedBatch) -> PolicyOutput: ...
+
+    def train(
+        self,
+        batch: PackedBatch,
+        advantages: torch.Tensor,
+        old_logprobs: torch.Tensor | None,
+        ref_logprobs: torch.Tensor | None = None,
+        seed: int = 0,
+    ) -> PolicyStats: ...
+
+    def weights(self) -> Mapping[str, torch.Tensor]: ...
+
+    def save(self, directory: Path) -> None: ...
+
+    def load_optim(self, directory: Path) -> None: ...
+
+
+class CriticRole(Protocol):
+    """The critic: values, the update, checkpoints."""
+
+    def values(self, batch: PackedBatch) -> torch.Tensor: ...
+
+    def train(
+        self, batch: PackedBatch, returns: torch.Tensor, old_values: torch.Tensor, seed: int
+    ) -> CriticStats: ...
+
+    def save(self, directory: Path) -> None: ...
+
+    def load_optim(self, directory: Path) -> None: ...
+
+
+class RewardRole(Protocol):
+    """Scores responses against their ground truths (``RewardPool`` or its Ray client)."""
+
+    def score(
+        self, responses: list[str], truths: list[str], finished: list[bool]
+    ) -> RewardResult: ...
+
+    def close(self) -> None: ...
 
 
 @dataclass
@@ -24,19 +87,19 @@ class Roles:
     """What the trainer drives; it never learns which backend built them."""
 
     engine: RolloutEngine
-    reward: RewardPool
-    policy: PolicyWorker
-    critic: CriticWorker
+    reward: RewardRole
+    policy: PolicyRole
+    critic: CriticRole
     tokenizer: PreTrainedTokenizerBase
-    reference: PolicyWorker | None = None  # only for the KL ablations
+    reference: PolicyRole | None = None  # only for the KL ablations
 
     def close(self) -> None:
         self.reward.close()
 
 
-def optim_settings(cfg: Config, lr: float) -> OptimSettings:
+def optim_spec(cfg: Config, lr: float) -> OptimSpec:
     o = cfg.optim
-    return OptimSettings(
+    return OptimSpec(
         lr=lr,
         betas=(o.betas[0], o.betas[1]),
         weight_decay=o.weight_decay,
@@ -46,47 +109,53 @@ def optim_settings(cfg: Config, lr: float) -> OptimSettings:
     )
 
 
+def policy_specs(
+    cfg: Config, reference: bool = False, device: str = "cpu"
+) -> tuple[WorkerSpec, PolicyLossSpec]:
+    """How the policy trains and its loss; the reference (``reference``) never trains: lr 0."""
+    p, t = cfg.ppo, cfg.train
+    if reference:
+        spec = WorkerSpec(optim_spec(cfg, 0.0), micro_rows=t.micro_rows, device=device)
+        return spec, PolicyLossSpec()
+    lr = cfg.optim.policy_lr
+    worker = WorkerSpec(optim_spec(cfg, lr), p.policy_steps, t.micro_rows, device=device)
+    loss = PolicyLossSpec(p.clip_eps, p.loss_aggregation, p.kl_loss_coef, p.entropy_coef)
+    return worker, loss
+
+
+def critic_specs(cfg: Config, device: str = "cpu") -> tuple[WorkerSpec, ValueLossSpec]:
+    p, lr = cfg.ppo, cfg.optim.critic_lr
+    worker = WorkerSpec(optim_spec(cfg, lr), p.critic_steps, cfg.train.micro_rows, device=device)
+    return worker, ValueLossSpec(p.value_clip, p.loss_aggregation)
+
+
+def model_spec(cfg: Config, path: str) -> ModelSpec:
+    m = cfg.model
+    return ModelSpec(
+        path, m.dtype, m.attn_implementation, m.gradient_checkpointing, m.value_head_init,
+        cfg.train.seed,
+    )  # fmt: skip
+
+
 def build_local_roles(cfg: Config, checkpoint: Path | None = None) -> Roles:
-    """Build every role in this process; from ``checkpoint`` (policy/, critic/) when resuming."""
-    if cfg.train.num_threads:
-        torch.set_num_threads(cfg.train.num_threads)
+    """Build every role in this process (rank 0 of a world of one, on ``train.device``); from
+    ``checkpoint`` (policy/, critic/) when resuming."""
+    init_threads(cfg.train.num_threads)
     m, device = cfg.model, resolve_device(cfg.train.device)
     policy_path = str(checkpoint / "policy") if checkpoint else m.path
     critic_path = str(checkpoint / "critic") if checkpoint else (m.critic_path or m.path)
     tokenizer = load_tokenizer(policy_path)
-    policy_model = load_policy(policy_path, m.dtype, m.attn_implementation).to(device)
-    critic_model = load_critic(
-        critic_path, m.dtype, m.attn_implementation, m.value_head_init, seed=cfg.train.seed
-    ).to(device)
-    if m.gradient_checkpointing:
-        policy_model.gradient_checkpointing_enable()
-        critic_model.backbone.gradient_checkpointing_enable()
-    p = cfg.ppo
-    policy = PolicyWorker(
-        policy_model,
-        optim_settings(cfg, cfg.optim.policy_lr),
-        clip_eps=p.clip_eps,
-        micro_rows=cfg.train.micro_rows,
-        aggregation=p.loss_aggregation,
-        kl_loss_coef=p.kl_loss_coef,
-        entropy_coef=p.entropy_coef,
-        steps=p.policy_steps,
-    )
-    critic = CriticWorker(
-        critic_model,
-        optim_settings(cfg, cfg.optim.critic_lr),
-        value_clip=p.value_clip,
-        steps=p.critic_steps,
-        micro_rows=cfg.train.micro_rows,
-        aggregation=p.loss_aggregation,
-    )
+    policy_model = load_policy_rank(model_spec(cfg, policy_path), 0, 1, device)
+    policy = PolicyWorker(policy_model, *policy_specs(cfg, device=device))
+    critic_model = load_critic_rank(model_spec(cfg, critic_path), 0, 1, device)
+    critic = CriticWorker(critic_model, *critic_specs(cfg, device))
     reference = None
+    p = cfg.ppo
     if p.kl_loss_coef > 0 or p.kl_penalty_coef > 0:
         # The reference is the *initial* policy, also when resuming.
-        ref_model = load_policy(m.path, m.dtype, m.attn_implementation).to(device)
-        ref_model = ref_model.eval().requires_grad_(False)
+        ref_model = load_policy_rank(model_spec(cfg, m.path), 0, 1, device)
         reference = PolicyWorker(
-            ref_model, optim_settings(cfg, 0.0), micro_rows=cfg.train.micro_rows
+            ref_model.eval().requires_grad_(False), *policy_specs(cfg, True, device)
         )
     engine = local_engine(cfg.rollout.engine, policy_model, tokenizer, cfg.rollout.batch_size)
     r = cfg.reward

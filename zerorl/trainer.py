@@ -124,7 +124,7 @@ class Trainer:
             policy_seed = step_seed(cfg.train.seed, self.step, 3)
             policy = roles.policy.train(batch, advantages, old, ref, seed=policy_seed)
         with timer("sync_weights"):
-            roles.engine.sync_weights(roles.policy)
+            roles.engine.load_weights(roles.policy.weights())
         timer.times["time/step"] = time.perf_counter() - start
         metrics = {
             **reward_stats,

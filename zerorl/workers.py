@@ -1,12 +1,23 @@
-"""Policy and critic workers: a model, its optimiser and schedule; log-probs, values, training.
+"""Policy and critic workers: one data-parallel rank's model, optimiser and schedule.
 
-Workers take and return typed records (``PackedBatch`` in; tensors and ``*Stats`` out), so the
-trainer drives a local worker and a Ray actor group the same way.
+One implementation for any world size. The local backend runs rank 0 of a world of one (the
+plain module); the Ray backend runs one worker per rank inside its actors (FSDP2 when the world
+is larger than one or on GPU, ``zerorl.distributed.fsdp``). Workers take and return typed
+records (``PackedBatch`` in; tensors and ``*Stats`` out), so the trainer drives a local worker
+and a Ray group the same way (``zerorl.roles``).
+
+Every rank receives the whole batch and works on its own rows: a contiguous block of each
+(mini-)batch (:func:`split_rows`), so the ranks' results concatenated in rank order are in row
+order. A row's loss weight is its share of the *global* mini-batch and FSDP sums the gradients
+over ranks, so the update equals the one-rank update whatever the number of ranks. FSDP's
+collectives need every rank to run the same number of forwards: a rank with fewer rows runs
+zero-weight forwards on a row of the batch (:func:`padded_micro_batches`).
 Shape legend: B batch (rows), T tokens.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -15,18 +26,18 @@ from typing import Any
 
 import torch
 from torch import nn
-from transformers import PreTrainedModel
 
 from zerorl.core.logprobs import entropy, shift_right, token_logprobs
 from zerorl.core.losses import Aggregation, kl_to_reference, masked_mean, policy_loss, value_loss
-from zerorl.models import Critic
+from zerorl.distributed import fsdp
+from zerorl.models import DTYPES
 from zerorl.types import PackedBatch
 
 OPTIM_FILE = "optimizer.pt"
 
 
 @dataclass(frozen=True)
-class OptimSettings:
+class OptimSpec:
     lr: float
     betas: tuple[float, float] = (0.9, 0.95)
     weight_decay: float = 0.0
@@ -47,8 +58,51 @@ def warmup_multiplier(k: int, warmup_steps: int, from_zero: bool = True) -> floa
     return min(1.0, (k if from_zero else k + 1) / warmup_steps)
 
 
+@dataclass(frozen=True)
+class WorkerSpec:
+    """How a worker trains, and its place: ``world`` ranks on ``device`` ("cpu" or "cuda")."""
+
+    optim: OptimSpec
+    steps: int = 1  # optimiser steps per train call (ppo.policy_steps / ppo.critic_steps)
+    micro_rows: int = 1
+    world: int = 1
+    device: str = "cpu"
+
+
+@dataclass(frozen=True)
+class PolicyLossSpec:
+    """How the policy loss is formed: PPO clip, its aggregation, and the (off) ablation terms."""
+
+    clip_eps: float = 0.2
+    aggregation: Aggregation = "row-mean"
+    kl_loss_coef: float = 0.0
+    entropy_coef: float = 0.0
+
+
+@dataclass(frozen=True)
+class ValueLossSpec:
+    """How the critic loss is formed: the value clip and the aggregation."""
+
+    value_clip: float = 0.2
+    aggregation: Aggregation = "row-mean"
+
+
+def init_threads(n: int) -> int:
+    """Give torch ``n`` CPU threads (0: its default count) in this process; returns the count.
+
+    Every process that runs a worker or an engine calls it, the local one and each Ray actor,
+    even when ``n`` is already the count: ``torch.set_num_threads`` does more than set the count
+    (it also pins MKL's threads and turns its dynamic threading off), and some CPU kernels then
+    sum in another order. On a Xeon with AMX the flash-attention backward gives other dK bits in
+    a process that never called it, so the local and Ray backends drifted apart in the 8th digit.
+    """
+    n = n or torch.get_num_threads()
+    torch.set_num_threads(n)
+    return n
+
+
 def make_optimizer(
-    params: Any, s: OptimSettings
+    params: Any, s: OptimSpec
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
     """AdamW and a schedule: linear warm-up over ``warmup_steps`` optimiser steps, then constant."""
     opt = torch.optim.AdamW(params, lr=s.lr, betas=s.betas, weight_decay=s.weight_decay)
@@ -85,18 +139,6 @@ class CriticStats:
     lr: float
 
 
-def _save_optim(directory: Path, optimizer, scheduler) -> None:
-    state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}
-    torch.save(state, Path(directory) / OPTIM_FILE)
-
-
-def _load_optim(directory: Path, optimizer, scheduler) -> None:
-    state = torch.load(Path(directory) / OPTIM_FILE, weights_only=False)  # our own file
-    with configured_hyperparameters(optimizer, scheduler):
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-
-
 @contextmanager
 def configured_hyperparameters(optimizer, scheduler) -> Iterator[None]:
     """Loading saved optimiser and schedule states inside this block keeps their moments and
@@ -112,35 +154,62 @@ def configured_hyperparameters(optimizer, scheduler) -> Iterator[None]:
     scheduler._last_lr = lrs  # what get_last_lr() reports, as after the scheduler's own step
 
 
-def _micro_batches(rows: list[int], size: int) -> list[list[int]]:
-    return [rows[i : i + size] for i in range(0, len(rows), size)]
-
-
 # Micro-batches of one optimiser step: (rows, loss weight); weight 0 marks a filler forward that
-# a data-parallel rank runs only to keep FSDP's collectives in step (``distributed.sharded``).
-Plan = list[tuple[list[int], float]]
+# a data-parallel rank runs only to keep FSDP's collectives in step.
+WeightedMicroBatches = list[tuple[list[int], float]]
+# A rank's micro-batches as (rows, real); real False marks a filler.
+PaddedMicroBatches = list[tuple[list[int], bool]]
 
 
-@dataclass(frozen=True)
-class PolicyLoss:
-    """How the policy loss is formed: PPO clip, its aggregation, and the (off) ablation terms."""
+def split_rows(rows: list[int], world: int) -> list[list[int]]:
+    """``rows`` in ``world`` contiguous blocks whose sizes differ by at most one."""
+    q, r = divmod(len(rows), world)
+    bounds = [k * q + min(k, r) for k in range(world + 1)]
+    return [rows[bounds[k] : bounds[k + 1]] for k in range(world)]
 
-    clip_eps: float = 0.2
-    aggregation: Aggregation = "row-mean"
-    kl_loss_coef: float = 0.0
-    entropy_coef: float = 0.0
+
+def padded_micro_batches(
+    parts: list[list[int]], rank: int, micro_rows: int, filler: int
+) -> PaddedMicroBatches:
+    """This rank's micro-batches as ``(rows, real)``, padded with ``([filler], False)`` to the
+    largest count over ranks so that all ranks run the same number of forwards."""
+    steps = max(math.ceil(len(p) / micro_rows) for p in parts)
+    mine = parts[rank]
+    out: PaddedMicroBatches = [
+        (mine[i : i + micro_rows], True) for i in range(0, len(mine), micro_rows)
+    ]
+    return out + [([filler], False)] * (steps - len(out))
+
+
+def minibatches(n_rows: int, steps: int, seed: int) -> list[list[int]]:
+    """The rows of each of ``steps`` mini-batches (one optimiser step each).
+
+    One step: the whole batch, in order. More: a pass over the batch shuffles the rows (seeded)
+    into ``min(steps, n_rows)`` mini-batches; with fewer rows than steps, a new pass (new
+    shuffle) follows. ORZ's 12 critic steps are one pass: give the batch at least 12 rows
+    (``train.pack_length``) to match it.
+    """
+    if steps == 1:
+        return [list(range(n_rows))]
+    g = torch.Generator().manual_seed(seed)
+    out: list[list[int]] = []
+    while len(out) < steps:
+        perm = torch.randperm(n_rows, generator=g).tolist()
+        k = min(steps, n_rows)
+        out.extend(perm[i::k] for i in range(k))
+    return out[:steps]
 
 
 def accumulate_policy_grads(
     forward: Callable[[PackedBatch], torch.Tensor],
     batch: PackedBatch,
-    plan: Plan,
+    micro: WeightedMicroBatches,
     advantages: torch.Tensor,
     old_logprobs: torch.Tensor | None,
     ref_logprobs: torch.Tensor | None,
-    spec: PolicyLoss,
+    spec: PolicyLossSpec,
 ) -> dict[str, float]:
-    """Backpropagate ``sum(weight * loss(rows))`` over ``plan``; ``forward`` gives logits.
+    """Backpropagate ``sum(weight * loss(rows))`` over ``micro``; ``forward`` gives logits.
 
     The loss is the PPO clip loss aggregated over response tokens, plus ``kl_loss_coef`` times
     the k3 KL to ``ref_logprobs`` and minus ``entropy_coef`` times the entropy when those are on.
@@ -148,11 +217,10 @@ def accumulate_policy_grads(
     after generation), so the old log-probs are this forward's own, detached: the same numbers
     as a separate no-grad forward, without running it.
     Returns the weighted sums of loss, clip_frac, approx_kl, kl_loss and entropy (the policy's
-    token entropy, aggregated as the loss; fillers excluded). Shared by the local worker and the
-    sharded ranks, so the two compute the same floats.
+    token entropy, aggregated as the loss; fillers excluded).
     """
     totals = dict.fromkeys(("loss", "clip_frac", "approx_kl", "kl_loss", "entropy"), 0.0)
-    for rows, weight in plan:
+    for rows, weight in micro:
         sub = batch.rows(rows)
         logits = forward(sub)
         dev = logits.device
@@ -182,44 +250,24 @@ def accumulate_policy_grads(
     return totals
 
 
-def minibatches(n_rows: int, steps: int, seed: int) -> list[list[int]]:
-    """The rows of each of ``steps`` mini-batches (one optimiser step each).
-
-    One step: the whole batch, in order. More: a pass over the batch shuffles the rows (seeded)
-    into ``min(steps, n_rows)`` mini-batches; with fewer rows than steps, a new pass (new
-    shuffle) follows. ORZ's 12 critic steps are one pass: give the batch at least 12 rows
-    (``train.pack_length``) to match it.
-    """
-    if steps == 1:
-        return [list(range(n_rows))]
-    g = torch.Generator().manual_seed(seed)
-    out: list[list[int]] = []
-    while len(out) < steps:
-        perm = torch.randperm(n_rows, generator=g).tolist()
-        k = min(steps, n_rows)
-        out.extend(perm[i::k] for i in range(k))
-    return out[:steps]
-
-
 def accumulate_value_grads(
     values_of: Callable[[PackedBatch], torch.Tensor],
     batch: PackedBatch,
-    plan: Plan,
+    micro: WeightedMicroBatches,
     returns: torch.Tensor,
     old_values: torch.Tensor,
-    value_clip: float,
-    aggregation: Aggregation,
+    spec: ValueLossSpec,
 ) -> tuple[float, float]:
-    """Backpropagate ``sum(weight * value_loss(rows))`` over ``plan``; ``values_of`` gives
+    """Backpropagate ``sum(weight * value_loss(rows))`` over ``micro``; ``values_of`` gives
     values aligned with ``input_ids``. Returns the weighted sums of loss and clip_frac."""
     loss_sum = clip_sum = 0.0
-    for rows, weight in plan:
+    for rows, weight in micro:
         sub = batch.rows(rows)
         values = values_of(sub)
         dev = values.device
         loss, m = value_loss(
             values, old_values[rows].to(dev), returns[rows].to(dev),
-            sub.response_mask.to(dev), value_clip, aggregation,
+            sub.response_mask.to(dev), spec.value_clip, spec.aggregation,
         )  # fmt: skip
         (loss * weight).backward()
         if weight:
@@ -234,46 +282,110 @@ def mean_policy_stats(parts: list[dict[str, float]]) -> PolicyStats:
     return PolicyStats(**{**mean, "lr": parts[0]["lr"]})
 
 
-class PolicyWorker:
-    """Holds the policy; one ``train`` call = exactly ``steps`` optimiser steps (ORZ: 1)."""
+class _Worker:
+    """What policy and critic workers share: the model, optimiser, schedule and checkpoints."""
+
+    def __init__(self, model: nn.Module, spec: WorkerSpec, rank: int = 0) -> None:
+        self.model = model
+        self.spec = spec
+        self.rank = rank
+        self.sharded = fsdp.uses_fsdp(spec.world, spec.device)
+        self.optimizer, self.scheduler = make_optimizer(model.parameters(), spec.optim)
+
+    def _rank_micro_batches(self, n: int) -> PaddedMicroBatches:
+        parts = split_rows(list(range(n)), self.spec.world)
+        return padded_micro_batches(parts, self.rank, self.spec.micro_rows, filler=0)
+
+    def _weighted_micro_batches(self, minibatch: list[int]) -> WeightedMicroBatches:
+        """This rank's micro-batches of ``minibatch`` with their loss weights: each row's share
+        of the mini-batch (a mean over rows == ORZ's average over packed sequences); 0 for a
+        filler."""
+        parts = split_rows(minibatch, self.spec.world)
+        micro = padded_micro_batches(parts, self.rank, self.spec.micro_rows, minibatch[0])
+        return [(rows, len(rows) / len(minibatch) if real else 0.0) for rows, real in micro]
+
+    def _optimiser_step(self) -> tuple[float, float]:
+        """Clip the gradients, step the optimiser and schedule; the norm before clipping and
+        the learning rate the step used."""
+        norm = fsdp.grad_norm(self.model, self.spec.optim.grad_clip)
+        lr = self.scheduler.get_last_lr()[0]
+        self.optimizer.step()
+        self.scheduler.step()
+        return norm, lr
+
+    def full_state_dict(self) -> dict[str, torch.Tensor]:
+        """All weights on rank 0 (empty elsewhere); every rank must call it."""
+        return fsdp.full_state_dict(self.model, self.sharded)
+
+    def save(self, directory: str | Path) -> None:
+        """Hugging Face weights (the critic: backbone + value head) and ``optimizer.pt``,
+        written by rank 0; every rank must call it."""
+        state = self.full_state_dict()
+        for name in fsdp.tied_aliases(self.model):
+            state.pop(name, None)
+        optim = fsdp.optimizer_state(self.model, self.optimizer, self.sharded)
+        if fsdp.is_rank0():
+            out = fsdp.ensure_dir(directory)
+            self.model.save_pretrained(out, state_dict=state)
+            payload = {"optimizer": optim, "scheduler": self.scheduler.state_dict()}
+            torch.save(payload, out / OPTIM_FILE)
+
+    def load_optim(self, directory: str | Path) -> None:
+        """Optimiser and schedule from ``directory/optimizer.pt`` (read by rank 0 only)."""
+        payload = None
+        if fsdp.is_rank0():
+            payload = torch.load(Path(directory) / OPTIM_FILE, weights_only=False)  # our file
+        state = payload["optimizer"] if payload else None
+        with configured_hyperparameters(self.optimizer, self.scheduler):
+            fsdp.load_optimizer_state(self.model, self.optimizer, state, self.sharded)
+            sched = fsdp.broadcast_object(payload["scheduler"] if payload else None, self.sharded)
+            self.scheduler.load_state_dict(sched)
+
+    def offload(self) -> None:
+        """Free the device for the engines (colocation)."""
+        fsdp.to_device(self.model, self.optimizer, "cpu")
+
+    def reload(self) -> None:
+        fsdp.to_device(self.model, self.optimizer, self.spec.device)
+
+
+class PolicyWorker(_Worker):
+    """Holds the policy (one rank of it); one ``train`` call = exactly ``steps`` optimiser steps
+    (ORZ: 1)."""
 
     def __init__(
         self,
-        model: PreTrainedModel,
-        optim: OptimSettings,
-        clip_eps: float = 0.2,
-        micro_rows: int = 1,
-        aggregation: Aggregation = "row-mean",
-        kl_loss_coef: float = 0.0,
-        entropy_coef: float = 0.0,
-        steps: int = 1,
+        model: nn.Module,
+        spec: WorkerSpec,
+        loss: PolicyLossSpec = PolicyLossSpec(),
+        rank: int = 0,
     ) -> None:
-        self.model = model
-        self.settings = optim
-        self.optimizer, self.scheduler = make_optimizer(model.parameters(), optim)
-        self.micro_rows = micro_rows
-        self.loss_spec = PolicyLoss(clip_eps, aggregation, kl_loss_coef, entropy_coef)
-        self.steps = steps
+        super().__init__(model, spec, rank)
+        self.loss = loss
 
     def _forward(self, batch: PackedBatch) -> torch.Tensor:
         # attention_mask=None + restarting position ids: transformers isolates packed samples.
-        dev = self.model.device
+        device = self.spec.device
         return self.model(
-            input_ids=batch.input_ids.to(dev), position_ids=batch.position_ids.to(dev),
+            input_ids=batch.input_ids.to(device),
+            position_ids=batch.position_ids.to(device),
             use_cache=False,
-        ).logits  # fmt: skip
+        ).logits
 
     @torch.no_grad()
     def logprobs(self, batch: PackedBatch) -> PolicyOutput:
-        """Log-probabilities and entropies of every token under the current policy, (B, T)."""
+        """Log-probabilities and entropies of every token of this rank's rows (in row order)
+        under the current policy, each (B_rank, T); B_rank = B in a world of one."""
         self.model.eval()
         lps, ents = [], []
-        for rows in _micro_batches(list(range(batch.num_rows)), self.micro_rows):
+        for rows, real in self._rank_micro_batches(batch.num_rows):
             sub = batch.rows(rows)
             logits = self._forward(sub)
-            lps.append(token_logprobs(logits, sub.input_ids.to(logits.device)).cpu())
-            ents.append(shift_right(entropy(logits)).cpu())
-        return PolicyOutput(torch.cat(lps), torch.cat(ents))
+            if real:
+                lps.append(token_logprobs(logits, sub.input_ids.to(logits.device)).cpu())
+                ents.append(shift_right(entropy(logits)).cpu())
+        empty = torch.zeros(0, batch.input_ids.shape[1])
+        return PolicyOutput(torch.cat(lps) if lps else empty, torch.cat(ents) if ents else empty)
 
     def train(
         self,
@@ -288,101 +400,84 @@ class PolicyWorker:
 
         The loss is ``aggregation`` over response tokens (ORZ: each row's token mean, averaged over
         rows), plus the KL-loss and entropy ablation terms when on (``accumulate_policy_grads``).
-        ``old_logprobs`` may be None only when ``steps`` is 1 (strictly on-policy).
+        ``old_logprobs`` may be None only when ``steps`` is 1 (strictly on-policy). Returned loss,
+        clip_frac, approx_kl, kl_loss and entropy are this rank's parts of the batch means (a
+        group sums them); grad_norm and lr are global.
         """
-        if old_logprobs is None and self.steps > 1:
+        if old_logprobs is None and self.spec.steps > 1:
             raise ValueError("old_logprobs are needed for more than one policy step")
         self.model.train()
         parts = []
-        for minibatch in minibatches(batch.num_rows, self.steps, seed):
+        for minibatch in minibatches(batch.num_rows, self.spec.steps, seed):
             self.optimizer.zero_grad(set_to_none=True)
-            # weight = the rows' share: a mean over rows == ORZ's average over packed sequences
-            micro = _micro_batches(minibatch, self.micro_rows)
-            plan = [(r, len(r) / len(minibatch)) for r in micro]
             totals = accumulate_policy_grads(
-                self._forward, batch, plan, advantages, old_logprobs, ref_logprobs, self.loss_spec
-            )
-            norm = nn.utils.clip_grad_norm_(self.model.parameters(), self.settings.grad_clip)
-            lr = self.scheduler.get_last_lr()[0]
-            parts.append({**totals, "grad_norm": float(norm), "lr": lr})
-            self.optimizer.step()
-            self.scheduler.step()
+                self._forward, batch, self._weighted_micro_batches(minibatch), advantages,
+                old_logprobs, ref_logprobs, self.loss,
+            )  # fmt: skip
+            norm, lr = self._optimiser_step()
+            parts.append({**totals, "grad_norm": norm, "lr": lr})
         return mean_policy_stats(parts)
 
-    def save(self, directory: Path) -> None:
-        """Weights in Hugging Face format plus the optimiser and schedule state."""
-        self.model.save_pretrained(directory)
-        _save_optim(directory, self.optimizer, self.scheduler)
+    def weights(self, dtype: str | None = None) -> dict[str, torch.Tensor]:
+        """The full weights under their Hugging Face names, in ``dtype`` (None: as held), for
+        the rollout engines' ``load_weights``: on rank 0 (empty elsewhere); every rank must call
+        it. In a world of one on CPU the tensors are the model's own (no copy)."""
+        state = self.full_state_dict()
+        if dtype is None:
+            return state
+        return {k: v.to(DTYPES[dtype]) if v.is_floating_point() else v for k, v in state.items()}
 
-    def load_optim(self, directory: Path) -> None:
-        _load_optim(directory, self.optimizer, self.scheduler)
 
-
-class CriticWorker:
-    """Holds the critic; one ``train`` call = ``steps`` mini-batch optimiser steps (ORZ: 12)."""
+class CriticWorker(_Worker):
+    """Holds the critic (one rank of it); one ``train`` call = ``steps`` mini-batch optimiser
+    steps (ORZ: 12)."""
 
     def __init__(
         self,
-        critic: Critic,
-        optim: OptimSettings,
-        value_clip: float = 0.2,
-        steps: int = 12,
-        micro_rows: int = 1,
-        aggregation: Aggregation = "row-mean",
+        model: nn.Module,
+        spec: WorkerSpec,
+        loss: ValueLossSpec = ValueLossSpec(),
+        rank: int = 0,
     ) -> None:
-        self.critic = critic
-        self.settings = optim
-        self.optimizer, self.scheduler = make_optimizer(critic.parameters(), optim)
-        self.value_clip = value_clip
-        self.steps = steps
-        self.micro_rows = micro_rows
-        self.aggregation: Aggregation = aggregation
+        super().__init__(model, spec, rank)
+        self.loss = loss
 
     def _values(self, batch: PackedBatch) -> torch.Tensor:
-        dev = self.critic.value_head.weight.device
-        return shift_right(self.critic(batch.input_ids.to(dev), batch.position_ids.to(dev)))
+        device = self.spec.device
+        out = self.model(batch.input_ids.to(device), batch.position_ids.to(device))
+        return shift_right(out)
 
     @torch.no_grad()
     def values(self, batch: PackedBatch) -> torch.Tensor:
-        """The critic's value before each token, aligned with ``input_ids``: (B, T)."""
-        self.critic.eval()
-        parts = [
-            self._values(batch.rows(rows)).cpu()
-            for rows in _micro_batches(list(range(batch.num_rows)), self.micro_rows)
-        ]
-        return torch.cat(parts)
+        """The critic's value before each token of this rank's rows (in row order), aligned
+        with ``input_ids``: (B_rank, T)."""
+        self.model.eval()
+        parts = []
+        for rows, real in self._rank_micro_batches(batch.num_rows):
+            values = self._values(batch.rows(rows))
+            if real:
+                parts.append(values.cpu())
+        return torch.cat(parts) if parts else torch.zeros(0, batch.input_ids.shape[1])
 
     def train(
         self, batch: PackedBatch, returns: torch.Tensor, old_values: torch.Tensor, seed: int
     ) -> CriticStats:
-        """``steps`` optimiser steps over the mini-batches of ``critic_minibatches`` (``seed``
-        fixes the shuffles)."""
-        self.critic.train()
+        """``steps`` optimiser steps over ``minibatches`` of the rows (``seed`` fixes the
+        shuffles). Returned loss and clip_frac are this rank's parts (a group sums them)."""
+        steps = self.spec.steps
+        self.model.train()
         losses, clips, norms, lrs = [], [], [], []
-        for minibatch in minibatches(batch.num_rows, self.steps, seed):
+        for minibatch in minibatches(batch.num_rows, steps, seed):
             self.optimizer.zero_grad(set_to_none=True)
-            plan = [
-                (r, len(r) / len(minibatch)) for r in _micro_batches(minibatch, self.micro_rows)
-            ]
+            micro = self._weighted_micro_batches(minibatch)
             loss, clip = accumulate_value_grads(
-                self._values, batch, plan, returns, old_values, self.value_clip, self.aggregation
+                self._values, batch, micro, returns, old_values, self.loss
             )
-            losses.append(loss / self.steps)
-            clips.append(clip / self.steps)
-            norms.append(
-                float(nn.utils.clip_grad_norm_(self.critic.parameters(), self.settings.grad_clip))
-            )
-            lrs.append(self.scheduler.get_last_lr()[0])
-            self.optimizer.step()
-            self.scheduler.step()
+            losses.append(loss / steps)
+            clips.append(clip / steps)
+            norm, lr = self._optimiser_step()
+            norms.append(norm)
+            lrs.append(lr)
         return CriticStats(
             loss=sum(losses), clip_frac=sum(clips), grad_norm=sum(norms) / len(norms), lr=lrs[-1]
         )
-
-    def save(self, directory: Path) -> None:
-        """Backbone + value head (see ``Critic.save_pretrained``) plus optimiser and schedule."""
-        self.critic.save_pretrained(directory)
-        _save_optim(directory, self.optimizer, self.scheduler)
-
-    def load_optim(self, directory: Path) -> None:
-        _load_optim(directory, self.optimizer, self.scheduler)

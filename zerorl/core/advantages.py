@@ -10,23 +10,6 @@ from __future__ import annotations
 import torch
 
 
-def gae(
-    rewards: torch.Tensor,
-    values: torch.Tensor,
-    mask: torch.Tensor,
-    gamma: float,
-    lam: float,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """GAE over the masked tokens of each row, one episode per row.
-
-    Unmasked positions are skipped: the recursion links each response token to the next response
-    token of the same row, and their values and rewards never influence the result.
-    Returns ``(advantages, returns)``, both (B, T), zero where ``mask`` is 0.
-    """
-    one_segment = torch.zeros_like(mask, dtype=torch.long)
-    return packed_gae(rewards, values, mask, one_segment, gamma, lam)
-
-
 def packed_gae(
     rewards: torch.Tensor,
     values: torch.Tensor,

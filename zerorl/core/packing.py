@@ -73,7 +73,7 @@ def first_fit_decreasing_rows(lengths: Sequence[int], pack_length: int) -> list[
     return [sorted(r) for r in rows]
 
 
-def plan_rows(
+def pack_rows(
     lengths: Sequence[int],
     pack_length: int,
     packing: Packing = "first-fit-decreasing",
@@ -97,22 +97,22 @@ def pack(
 ) -> PackedBatch:
     """Pack sample i = ``prompts[i] + responses[i]`` into rows; reward i sits on its last token.
 
-    Rows are planned by :func:`plan_rows` (``packing``, ``seed``).
+    Rows are planned by :func:`pack_rows` (``packing``, ``seed``).
 
     Rows are trimmed to the longest one (at most ``pack_length``); the tail of shorter rows is
     padding with its own position ids (0, 1, ...) and ``segment_ids`` 0.
     """
     lengths = [len(p) + len(r) for p, r in zip(prompts, responses, strict=True)]
-    plan = plan_rows(lengths, pack_length, packing, seed)
-    T = max(sum(lengths[i] for i in row) for row in plan) if plan else 0
-    B = len(plan)
+    rows = pack_rows(lengths, pack_length, packing, seed)
+    T = max(sum(lengths[i] for i in row) for row in rows) if rows else 0
+    B = len(rows)
     input_ids = torch.full((B, T), pad_id, dtype=torch.long)
     position_ids = torch.zeros((B, T), dtype=torch.long)
     segment_ids = torch.zeros((B, T), dtype=torch.long)
     response_mask = torch.zeros((B, T))
     token_rewards = torch.zeros((B, T))
     bounds: list[list[tuple[int, int]]] = []
-    for b, row in enumerate(plan):
+    for b, row in enumerate(rows):
         start, row_bounds = 0, []
         for k, i in enumerate(row):
             n_prompt, end = len(prompts[i]), start + lengths[i]
@@ -134,22 +134,12 @@ def pack(
         response_mask=response_mask,
         token_rewards=token_rewards,
         sample_bounds=bounds,
-        sample_index=plan,
+        sample_index=rows,
     )
 
 
-def per_sample(x: torch.Tensor, batch: PackedBatch) -> dict[int, torch.Tensor]:
-    """Split a (B, T) tensor into each sample's response-token values, keyed by sample index."""
-    out: dict[int, torch.Tensor] = {}
-    for b, (row_bounds, row_index) in enumerate(zip(batch.sample_bounds, batch.sample_index)):
-        for (start, end), i in zip(row_bounds, row_index):
-            keep = batch.response_mask[b, start:end] > 0
-            out[i] = x[b, start:end][keep]
-    return out
-
-
 def scatter_responses(values: Sequence[Sequence[float]], batch: PackedBatch) -> torch.Tensor:
-    """Per-sample response-token values laid out like the batch (the inverse of ``per_sample``):
+    """Per-sample response-token values laid out like the batch :
     (B, T), ``values[i]`` on sample i's response tokens, 0 elsewhere. ``values[i]`` must hold one
     number per response token of sample i."""
     out = torch.zeros(batch.response_mask.shape)

@@ -20,19 +20,18 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
-from zerorl.data.decontam import DecontamParams, decontaminate
+from zerorl.data.decontam import DecontamSpec, decontaminate
 from zerorl.data.dedup import (
-    NearDupParams,
-    SemanticParams,
+    NearDupSpec,
+    SemanticSpec,
     exact_dedup,
     near_dedup,
     semantic_dedup,
 )
-from zerorl.data.filters import FilterParams, filter_verifiable
+from zerorl.data.filters import FilterSpec, filter_verifiable
 from zerorl.data.loaders import Errors, load_prompts_report, save_jsonl, save_orz_train
 from zerorl.data.passrate import (
-    PassRateParams,
-    build_pass_rate_filter,
+    PassRateSpec,
     pass_rate_filter,
     select_by_pass_rate,
 )
@@ -40,16 +39,15 @@ from zerorl.data.report import CurateReport, StageReport, render_report
 from zerorl.types import Prompt
 
 __all__ = [
-    "CurateConfig",
     "CurateReport",
-    "DecontamParams",
-    "FilterParams",
-    "NearDupParams",
-    "PassRateParams",
-    "SemanticParams",
+    "CurateSpec",
+    "DecontamSpec",
+    "FilterSpec",
+    "NearDupSpec",
+    "PassRateSpec",
+    "SemanticSpec",
     "Stage",
     "StageReport",
-    "build_pass_rate_filter",
     "build_stages",
     "curate",
     "curate_files",
@@ -77,23 +75,23 @@ STAGE_NAMES: tuple[str, ...] = (
 
 
 @dataclass(frozen=True)
-class CurateConfig:
+class CurateSpec:
     """Parameters of every stage; ``None`` leaves a stage out.
 
-    ``pass_rate`` is a ready stage (see ``build_pass_rate_filter``, or bind
+    ``pass_rate`` is a ready stage (see ``zerorl.cli.data.pass_rate_stage``, or bind
     ``pass_rate_filter`` to an engine and a reward pool with ``functools.partial``) because it
     needs a model; it is off by default.
     """
 
-    filters: FilterParams | None = field(default_factory=FilterParams)
+    filters: FilterSpec | None = field(default_factory=FilterSpec)
     exact: bool = True
-    near: NearDupParams | None = field(default_factory=NearDupParams)
-    semantic: SemanticParams | None = field(default_factory=SemanticParams)
-    decontam: DecontamParams | None = field(default_factory=DecontamParams)
+    near: NearDupSpec | None = field(default_factory=NearDupSpec)
+    semantic: SemanticSpec | None = field(default_factory=SemanticSpec)
+    decontam: DecontamSpec | None = field(default_factory=DecontamSpec)
     pass_rate: Stage | None = None
 
 
-def build_stages(config: CurateConfig) -> list[tuple[str, Stage]]:
+def build_stages(config: CurateSpec) -> list[tuple[str, Stage]]:
     """The enabled stages of ``config``, in pipeline order, bound to their parameters."""
     stages: list[tuple[str, Stage]] = []
     if config.filters is not None:
@@ -133,7 +131,7 @@ def run_stages(
 
 def curate(
     prompts: list[Prompt],
-    config: CurateConfig = CurateConfig(),
+    config: CurateSpec = CurateSpec(),
     inputs: list[dict[str, object]] | None = None,
     on_stage: Callable[[StageReport], None] | None = None,
 ) -> tuple[list[Prompt], CurateReport]:
@@ -205,7 +203,7 @@ def output_paths(out: str | Path, jsonl: str | Path | None = None) -> tuple[Path
 def curate_files(
     paths: Sequence[str | Path],
     out: str | Path,
-    config: CurateConfig = CurateConfig(),
+    config: CurateSpec = CurateSpec(),
     *,
     jsonl: str | Path | None = None,
     report_path: str | Path | None = None,

@@ -18,7 +18,7 @@ from zerorl.types import Prompt
 
 
 @dataclass(frozen=True)
-class DecontamParams:
+class DecontamSpec:
     """``references``: the evaluation problems (any loader output, e.g. AIME 2024, MATH500)."""
 
     references: tuple[Prompt, ...] = ()
@@ -54,9 +54,7 @@ class NgramIndex:
         )
 
 
-def decontaminate(
-    prompts: list[Prompt], params: DecontamParams
-) -> tuple[list[Prompt], StageReport]:
+def decontaminate(prompts: list[Prompt], params: DecontamSpec) -> tuple[list[Prompt], StageReport]:
     """Drop prompts that contain an evaluation problem (see the module docstring).
 
     With no references the stage is skipped (``StageReport.skipped`` says so).

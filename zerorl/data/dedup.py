@@ -77,7 +77,7 @@ def exact_dedup(prompts: list[Prompt], params: None = None) -> tuple[list[Prompt
 
 
 @dataclass(frozen=True)
-class NearDupParams:
+class NearDupSpec:
     """MinHash LSH over token ``ngram``-grams of the normalised question.
 
     A prompt is a near duplicate of a kept one when their estimated Jaccard similarity is at least
@@ -96,9 +96,9 @@ class NearDupParams:
 
 
 def near_dedup(
-    prompts: list[Prompt], params: NearDupParams = NearDupParams()
+    prompts: list[Prompt], params: NearDupSpec = NearDupSpec()
 ) -> tuple[list[Prompt], StageReport]:
-    """Drop prompts whose question is a near duplicate of an earlier kept one (see NearDupParams).
+    """Drop prompts whose question is a near duplicate of an earlier kept one (see NearDupSpec).
 
     LSH, tuned below ``threshold`` so that few true pairs are missed, proposes candidates; the
     exact Jaccard similarity of their n-gram sets decides, so LSH false positives are not removed.
@@ -136,7 +136,7 @@ def near_dedup(
 
 
 @dataclass(frozen=True)
-class SemanticParams:
+class SemanticSpec:
     """Sentence-embedding de-duplication.
 
     ``model`` is a local sentence-transformers directory (default: the all-MiniLM-L6-v2 shipped by
@@ -210,10 +210,10 @@ def similar_pairs(
 
 
 def semantic_dedup(
-    prompts: list[Prompt], params: SemanticParams = SemanticParams()
+    prompts: list[Prompt], params: SemanticSpec = SemanticSpec()
 ) -> tuple[list[Prompt], StageReport]:
     """Drop prompts whose question embedding is within ``threshold`` cosine of an earlier kept
-    one (see SemanticParams). Without sentence-transformers or a model the stage is skipped and
+    one (see SemanticSpec). Without sentence-transformers or a model the stage is skipped and
     says why in ``StageReport.skipped``; it never fails the pipeline for that."""
     encoder = params.encoder
     if encoder is None:

@@ -44,7 +44,7 @@ DEFAULT_PROOF_PATTERNS: tuple[str, ...] = (
 
 
 @dataclass(frozen=True)
-class FilterParams:
+class FilterSpec:
     """What the verifiability filter drops.
 
     ``max_question_chars`` bounds the question (ORZ's prompt limit is 2048 tokens, about 6000
@@ -61,7 +61,7 @@ class FilterParams:
     max_answer_chars: int = 128
     prose_words: int = 3
     check_parse: bool = True
-    workers: int = 1
+    workers: int = 2
 
 
 def is_multiple_choice(question: str, answer: str = "") -> bool:
@@ -125,7 +125,7 @@ def _parse_many(answers: list[str], workers: int) -> dict[str, bool]:
         return result | dict(zip(distinct, parsed, strict=True))
 
 
-def _cheap_reason(prompt: Prompt, params: FilterParams) -> str | None:
+def _cheap_reason(prompt: Prompt, params: FilterSpec) -> str | None:
     question, answer = prompt.question, prompt.ground_truth.strip()
     if not answer:
         return "missing_answer"
@@ -143,7 +143,7 @@ def _cheap_reason(prompt: Prompt, params: FilterParams) -> str | None:
 
 
 def filter_verifiable(
-    prompts: list[Prompt], params: FilterParams = FilterParams()
+    prompts: list[Prompt], params: FilterSpec = FilterSpec()
 ) -> tuple[list[Prompt], StageReport]:
     """Keep the prompts a rule-based reward can judge; order is preserved.
 

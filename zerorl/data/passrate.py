@@ -3,7 +3,8 @@
 Each prompt is rendered with the ORZ template, sampled ``k`` times by a rollout engine and scored
 by the reward; prompts the model never or almost always solves teach nothing and are dropped.
 The engine and the reward pool are arguments (any objects with the methods below), so this
-module imports no engine; :func:`build_pass_rate_filter` builds the real ones lazily.
+module imports no engine; the command line (``zerorl.cli.data.pass_rate_stage``) builds the real
+ones.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ class Scorer(Protocol):
 
 
 @dataclass(frozen=True)
-class PassRateParams:
+class PassRateSpec:
     """``k`` samples per prompt; a prompt is dropped when its pass rate is ``<= drop_at_most``
     (default 0: never solved) or ``>= drop_at_least`` (default 1: always solved; lower it, e.g.
     to 0.9, to drop the almost always solved). ``batch_size`` prompts go to the engine at once."""
@@ -47,7 +48,7 @@ class PassRateParams:
 
 
 def compute_pass_rates(
-    prompts: list[Prompt], engine: Engine, reward_pool: Scorer, params: PassRateParams
+    prompts: list[Prompt], engine: Engine, reward_pool: Scorer, params: PassRateSpec
 ) -> list[float]:
     """The fraction of ``params.k`` sampled responses that the reward scores 1, per prompt.
 
@@ -85,7 +86,7 @@ def compute_pass_rates(
 
 
 def select_by_pass_rate(
-    prompts: list[Prompt], rates: list[float], params: PassRateParams
+    prompts: list[Prompt], rates: list[float], params: PassRateSpec
 ) -> tuple[list[Prompt], StageReport]:
     """Keep the prompts with ``drop_at_most < rate < drop_at_least``, each with
     ``metadata["pass_rate"]`` set (a new Prompt; the input is not mutated)."""
@@ -109,7 +110,7 @@ def select_by_pass_rate(
 
 def pass_rate_filter(
     prompts: list[Prompt],
-    params: PassRateParams,
+    params: PassRateSpec,
     *,
     engine: Engine,
     reward_pool: Scorer,
@@ -117,33 +118,3 @@ def pass_rate_filter(
     """Sample, score and threshold (see :func:`compute_pass_rates`, :func:`select_by_pass_rate`)."""
     rates = compute_pass_rates(prompts, engine, reward_pool, params)
     return select_by_pass_rate(prompts, rates, params)
-
-
-def build_pass_rate_filter(
-    model_dir: str, k: int = 8, params: PassRateParams | None = None, **engine_kwargs: Any
-) -> Stage:
-    """A pass-rate stage backed by ``zerorl.rollout.hf.HFEngine`` on the checkpoint in
-    ``model_dir`` and ``zerorl.reward.RewardPool``.
-
-    Nothing is imported or loaded until the stage runs; the reward pool is closed afterwards.
-    ``engine_kwargs`` go to ``HFEngine`` (e.g. ``batch_size``).
-    """
-    params = replace(params or PassRateParams(), k=k)
-
-    def stage(prompts: list[Prompt]) -> tuple[list[Prompt], StageReport]:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        from zerorl.reward import RewardPool
-        from zerorl.rollout.hf import HFEngine
-
-        model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
-        engine = HFEngine(model, AutoTokenizer.from_pretrained(model_dir), **engine_kwargs)
-        pool = RewardPool()
-        try:
-            return pass_rate_filter(prompts, params, engine=engine, reward_pool=pool)
-        finally:
-            close = getattr(pool, "close", None)
-            if callable(close):
-                close()
-
-    return stage

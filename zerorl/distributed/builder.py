@@ -7,6 +7,7 @@ if this process started it.
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +17,7 @@ import ray
 import torch
 from ray.util.placement_group import remove_placement_group
 
-from zerorl.config import Config
+from zerorl.config import Config, DistConfig
 from zerorl.distributed.actors import CriticActor, PolicyActor, RewardActor, RolloutActor
 from zerorl.distributed.groups import (
     CriticGroup,
@@ -32,12 +33,13 @@ from zerorl.distributed.placement import (
     actor_options,
     check_cluster,
     engine_count,
-    plan_layout,
+    layout,
     reserve,
 )
-from zerorl.distributed.settings import DistSettings, EngineSpec, ModelSpec, RankSpec, dist_settings
+from zerorl.distributed.specs import EngineSpec, RankSpec
 from zerorl.models import load_tokenizer, resolve_model_path
-from zerorl.roles import Roles, optim_settings
+from zerorl.roles import Roles, critic_specs, model_spec, policy_specs
+from zerorl.workers import PolicyLossSpec, ValueLossSpec, WorkerSpec
 
 PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
 
@@ -74,7 +76,7 @@ class RayRoles(Roles):
                 self.cluster.close()
 
 
-def connect(s: DistSettings) -> bool:
+def connect(s: DistConfig) -> bool:
     """Join ``dist.address`` or start a Ray instance here; True if this process started it."""
     if ray.is_initialized():
         return False
@@ -87,25 +89,24 @@ def connect(s: DistSettings) -> bool:
 
 
 def threads(cfg: Config) -> int:
-    """Torch threads per actor: the local backend's number, so that CPU results match it."""
+    """Torch threads per actor: the local backend's number (``init_threads`` in this process),
+    so that CPU results match it."""
     return cfg.train.num_threads or torch.get_num_threads()
 
 
 def rank_spec(
-    cfg: Config, s: DistSettings, path: str, lr: float, clip: float, steps: int, world: int
+    cfg: Config,
+    path: str,
+    specs: tuple[WorkerSpec, PolicyLossSpec | ValueLossSpec],
+    world: int,
 ) -> RankSpec:
-    """A training group's spec: ``clip`` and ``steps`` are the policy's ratio clip and steps or
-    the critic's value clip and steps; ``lr`` 0 for the (never trained) reference."""
-    m, p, t = cfg.model, cfg.ppo, cfg.train
-    model = ModelSpec(
-        resolve_model_path(path)[0], m.dtype, m.attn_implementation, m.gradient_checkpointing,
-        m.value_head_init, t.seed,
-    )  # fmt: skip
-    return RankSpec(
-        model, optim_settings(cfg, lr), world, "cuda" if s.num_gpus_per_node else "cpu",
-        threads(cfg), s.call_timeout_s, t.micro_rows, p.loss_aggregation,
-        clip, p.kl_loss_coef, p.entropy_coef, steps,
-    )  # fmt: skip
+    """A training group's spec: the worker and loss specs of the local backend (``specs``), in a
+    world of ``world`` ranks on the ``dist`` section's devices."""
+    s = cfg.dist
+    model = model_spec(cfg, resolve_model_path(path)[0])
+    device = "cuda" if s.num_gpus_per_node else "cpu"
+    worker = dataclasses.replace(specs[0], world=world, device=device)
+    return RankSpec(model, worker, specs[1], threads(cfg), s.call_timeout_s)
 
 
 def spawn(
@@ -148,7 +149,7 @@ def start_group(
 
 
 def start_engines(
-    cfg: Config, s: DistSettings, path: str, seats: list[Seat], pg: Any, cluster: RayCluster
+    cfg: Config, s: DistConfig, path: str, seats: list[Seat], pg: Any, cluster: RayCluster
 ) -> list[Member]:
     r, m = cfg.rollout, cfg.model
     device = "cuda" if s.num_gpus_per_node else "cpu"
@@ -160,12 +161,10 @@ def start_engines(
     return spawn(RolloutActor, spec, seats, pg, cluster, "engine", "rollout engine")
 
 
-def build_ray_roles(
-    cfg: Config, checkpoint: Path | None = None, settings: DistSettings | None = None
-) -> RayRoles:
-    """Every role as Ray actors, placed by ``settings`` (default: the config's ``dist`` section);
-    from ``checkpoint`` (policy/, critic/) when resuming. A failure stops whatever was started."""
-    s = settings or dist_settings(cfg)
+def build_ray_roles(cfg: Config, checkpoint: Path | None = None) -> RayRoles:
+    """Every role as Ray actors, placed by the config's ``dist`` section; from ``checkpoint``
+    (policy/, critic/) when resuming. A failure stops whatever was started."""
+    s = cfg.dist
     cluster = RayCluster(connect(s), f"zerorl-{uuid.uuid4().hex[:8]}")
     try:
         return _build(cfg, checkpoint, s, cluster)
@@ -174,15 +173,15 @@ def build_ray_roles(
         raise
 
 
-def _build(cfg: Config, checkpoint: Path | None, s: DistSettings, cluster: RayCluster) -> RayRoles:
+def _build(cfg: Config, checkpoint: Path | None, s: DistConfig, cluster: RayCluster) -> RayRoles:
     m, r, p = cfg.model, cfg.rollout, cfg.ppo
     policy_path = str(checkpoint / "policy") if checkpoint else m.path
     critic_path = str(checkpoint / "critic") if checkpoint else (m.critic_path or m.path)
     with_reference = p.kl_loss_coef > 0 or p.kl_penalty_coef > 0
     tp = r.vllm_tensor_parallel
-    plan = plan_layout(s, engine_count(s, r.vllm_num_engines, tp), tp, with_reference)
-    check_cluster(plan, s.reward_cpus, can_grow=bool(s.address))
-    cluster.placement_group = pg = reserve(plan, s.start_timeout_s)
+    seats = layout(s, engine_count(s, r.num_engines, tp), tp, with_reference)
+    check_cluster(seats, s.reward_cpus, can_grow=bool(s.address))
+    cluster.placement_group = pg = reserve(seats, s.start_timeout_s)
     options = {"num_cpus": s.reward_cpus, "name": f"{cluster.tag}-reward"}
     reward_actor = (
         ray.remote(RewardActor)
@@ -197,29 +196,25 @@ def _build(cfg: Config, checkpoint: Path | None, s: DistSettings, cluster: RayCl
     )
     cluster.actors.append(reward_actor)
     reward = Member("reward pool", reward_actor)
-    engines = start_engines(cfg, s, policy_path, plan.engines, pg, cluster)
+    engines = start_engines(cfg, s, policy_path, seats.engines, pg, cluster)
     phases = Phases(enabled=s.colocate)
 
-    def group(cls, name: str, path: str, lr: float, clip: float, steps: int, seats: list[Seat]):
-        spec = rank_spec(cfg, s, path, lr, clip, steps, len(seats))
-        return start_group(cls, name, spec, seats, pg, cluster, s.start_timeout_s)
+    def group(cls, name: str, path: str, specs, placed: list[Seat]) -> list[Member]:
+        spec = rank_spec(cfg, path, specs, len(placed))
+        return start_group(cls, name, spec, placed, pg, cluster, s.start_timeout_s)
 
-    o = cfg.optim
-    policy_members = group(
-        PolicyActor, "policy", policy_path, o.policy_lr, p.clip_eps, p.policy_steps, plan.policy
-    )
-    policy = PolicyGroup(policy_members, s.call_timeout_s, phases)
-    critic_members = group(
-        CriticActor, "critic", critic_path, o.critic_lr, p.value_clip, p.critic_steps, plan.critic
-    )
+    policy_members = group(PolicyActor, "policy", policy_path, policy_specs(cfg), seats.policy)
+    policy = PolicyGroup(policy_members, s.call_timeout_s, phases, m.dtype)
+    critic_members = group(CriticActor, "critic", critic_path, critic_specs(cfg), seats.critic)
     critic = CriticGroup(critic_members, s.call_timeout_s, phases)
     reference = None
     if with_reference:  # the initial policy, also when resuming
-        members = group(PolicyActor, "reference", m.path, 0.0, p.clip_eps, 1, plan.reference)
-        reference = PolicyGroup(members, s.call_timeout_s, phases)
+        ref_specs = policy_specs(cfg, reference=True)
+        members = group(PolicyActor, "reference", m.path, ref_specs, seats.reference)
+        reference = PolicyGroup(members, s.call_timeout_s, phases, m.dtype)
     ready = [(e, e.actor.ready.remote()) for e in engines] + [(reward, reward_actor.ready.remote())]
     wait_all(ready, "start", s.start_timeout_s)
-    engine = RolloutClient(engines, s.call_timeout_s, phases, m.dtype)
+    engine = RolloutClient(engines, s.call_timeout_s, phases)
     phases.groups = [g for g in (policy, critic, reference) if g is not None]
     phases.engines = engine
     if s.colocate:

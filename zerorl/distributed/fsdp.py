@@ -68,11 +68,10 @@ def init_world(rank: int, world: int, address: tuple[str, int], device: str, tim
 
 
 def uses_fsdp(world: int, device: str) -> bool:
-    """FSDP2 whenever there is something to shard or bf16 mixed precision to apply (GPU).
-
-    A single CPU rank runs the plain module: its numbers are then bit-identical to the local
-    backend's."""
-    return world > 1 or device == "cuda"
+    """FSDP2 whenever there is something to shard, or bf16 mixed precision to apply on a GPU rank
+    of a process group (a Ray group). A single rank without a group (the local backend, on CPU
+    or GPU) runs the plain module: on CPU its numbers are bit-identical to a one-rank group's."""
+    return world > 1 or (device == "cuda" and dist.is_initialized())
 
 
 def mixed_precision(dtype: str, device: str) -> MixedPrecisionPolicy | None:

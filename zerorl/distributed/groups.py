@@ -1,16 +1,17 @@
 """Driver-side handles on the Ray actors, with the same typed methods as the local roles.
 
-``PolicyGroup`` and ``CriticGroup`` look like ``PolicyWorker`` and ``CriticWorker`` (same methods,
-same records); each call sends the batch to every rank once (through the object store) and
-combines the ranks' rows in row order. ``RolloutClient`` is a ``RolloutEngine``; ``RewardClient``
-scores like ``RewardPool``. Every remote call is bounded: a worker that dies, raises or does not
-answer in time stops the run with a ``WorkerFailure`` naming it.
+``PolicyGroup`` and ``CriticGroup`` are the ``PolicyRole`` and ``CriticRole`` of ``zerorl.roles``
+(the local workers are the other kind); each call sends the batch to every rank once (through the
+object store) and combines the ranks' rows in row order. ``RolloutClient`` is a ``RolloutEngine``;
+``RewardClient`` scores like ``RewardPool``. Every remote call is bounded: a worker that dies,
+raises or does not answer in time stops the run with a ``WorkerFailure`` naming it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -140,8 +141,33 @@ def _sum_parts(parts: list[Any], cls: type, global_keys: tuple[str, ...]) -> Any
     return cls(**summed)
 
 
+class RemoteWeights(Mapping[str, torch.Tensor]):
+    """The policy's full weights, gathered on its rank 0 and left in the object store: the
+    ``RolloutClient`` hands the reference to its engines, which load them without a copy through
+    the driver. Read as a mapping (on the driver) it fetches them."""
+
+    def __init__(self, ref: ray.ObjectRef) -> None:
+        self.ref = ref
+
+    def _state(self) -> dict[str, torch.Tensor]:
+        return ray.get(self.ref)
+
+    def __getitem__(self, name: str) -> torch.Tensor:
+        return self._state()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._state())
+
+    def __len__(self) -> int:
+        return len(self._state())
+
+
 class PolicyGroup(_Group):
-    """The policy's data-parallel ranks, driven like a ``PolicyWorker``."""
+    """The policy's data-parallel ranks; ``weights`` come in ``dtype`` (the engines' dtype)."""
+
+    def __init__(self, members: list[Member], timeout_s: float, phases: Phases, dtype: str):
+        super().__init__(members, timeout_s, phases)
+        self.dtype = dtype
 
     def logprobs(self, batch: PackedBatch) -> PolicyOutput:
         self.phases.training()
@@ -159,23 +185,20 @@ class PolicyGroup(_Group):
         ref_logprobs: torch.Tensor | None = None,
         seed: int = 0,
     ) -> PolicyStats:
-        """``PolicyWorker.train`` with each mini-batch's rows spread over the ranks."""
         self.phases.training()
         args = [ray.put(x) for x in (batch, advantages, old_logprobs, ref_logprobs)]
         parts = self._run("train", [a.train.remote(*args, seed) for a in self.actors])
         return _sum_parts(parts, PolicyStats, ("grad_norm", "lr"))
 
-    def state_ref(self, dtype: str) -> ray.ObjectRef:
-        """An object ref to the full weights in ``dtype``, gathered on rank 0: engines load it
-        straight from the object store, without a copy through the driver."""
+    def weights(self) -> RemoteWeights:
         self.phases.training()
-        refs = [a.state_dict.remote(dtype) for a in self.actors]
-        self._run("state_dict", refs)
-        return refs[0]
+        refs = [a.weights.remote(self.dtype) for a in self.actors]
+        self._run("weights", refs)
+        return RemoteWeights(refs[0])
 
 
 class CriticGroup(_Group):
-    """The critic's data-parallel ranks, driven like a ``CriticWorker``."""
+    """The critic's data-parallel ranks."""
 
     def values(self, batch: PackedBatch) -> torch.Tensor:
         self.phases.training()
@@ -194,11 +217,10 @@ class CriticGroup(_Group):
 class RolloutClient:
     """The rollout engines as one ``RolloutEngine``: prompts split in contiguous blocks."""
 
-    def __init__(self, members: list[Member], timeout_s: float, phases: Phases, dtype: str):
+    def __init__(self, members: list[Member], timeout_s: float, phases: Phases):
         self.members = members
         self.timeout_s = timeout_s
         self.phases = phases
-        self.dtype = dtype
 
     def generate(self, prompts: list[str], params: SamplingParams) -> list[list[Completion]]:
         """Engine ``i`` samples its block with seed ``params.seed + i`` (one engine: the local
@@ -219,11 +241,12 @@ class RolloutClient:
                 out.append(completions)
         return out
 
-    def sync_weights(self, policy: PolicyGroup) -> None:
-        """Gather the policy's weights on its rank 0, then load them into every engine."""
-        state = policy.state_ref(self.dtype)
+    def load_weights(self, weights: Mapping[str, torch.Tensor]) -> None:
+        """Load ``weights`` into every engine: a ``RemoteWeights`` by reference (Ray resolves it
+        in each engine), any other mapping put into the object store once."""
+        ref = weights.ref if isinstance(weights, RemoteWeights) else ray.put(dict(weights))
         self.phases.generation()
-        self._each("load_weights", [m.actor.load_weights.remote(state) for m in self.members])
+        self._each("load_weights", [m.actor.load_weights.remote(ref) for m in self.members])
 
     def sleep(self) -> None:
         self._each("sleep", [m.actor.sleep.remote() for m in self.members])

@@ -1,6 +1,6 @@
 """Where the actors run: placement-group layouts for colocated and separate training.
 
-:func:`plan_layout` is pure (no Ray): it turns the settings into bundles (one per device, or per
+:func:`layout` is pure (no Ray): it turns the ``dist`` config into bundles (one per device, or per
 CPU slot) and a seat for every actor. Colocated (ORZ up to 7B): every bundle is shared by one
 policy rank, one critic rank (one reference rank in the KL ablations) and one engine, each with
 an equal fraction of the device; the phases take turns (``groups.Phases``). Separate (32B style):
@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from zerorl.distributed.settings import DistSettings
+from zerorl.config import DistConfig
 
 
 class LayoutError(ValueError):
@@ -33,7 +33,7 @@ class Seat:
 
 
 @dataclass
-class LayoutPlan:
+class Layout:
     bundles: list[dict[str, float]]
     policy: list[Seat] = field(default_factory=list)
     critic: list[Seat] = field(default_factory=list)
@@ -41,14 +41,14 @@ class LayoutPlan:
     engines: list[Seat] = field(default_factory=list)
 
 
-def group_sizes(s: DistSettings) -> tuple[int, int]:
+def group_sizes(s: DistConfig) -> tuple[int, int]:
     """Policy and critic ranks: 0 means one per device when colocated on GPUs, else 1."""
     devices = s.num_nodes * s.num_gpus_per_node
     auto = devices if (s.colocate and devices) else 1
     return s.policy_ranks or auto, s.critic_ranks or auto
 
 
-def engine_count(s: DistSettings, configured: int, tensor_parallel: int) -> int:
+def engine_count(s: DistConfig, configured: int, tensor_parallel: int) -> int:
     """Colocated on GPUs every device generates (devices / tensor_parallel engines); otherwise the
     configured number of engines."""
     devices = s.num_nodes * s.num_gpus_per_node
@@ -57,7 +57,7 @@ def engine_count(s: DistSettings, configured: int, tensor_parallel: int) -> int:
     return configured
 
 
-def plan_layout(s: DistSettings, engines: int, tensor_parallel: int, reference: bool) -> LayoutPlan:
+def layout(s: DistConfig, engines: int, tensor_parallel: int, reference: bool) -> Layout:
     """Bundles and seats for every actor (see the module docstring)."""
     policy, critic = group_sizes(s)
     refs = policy if reference else 0
@@ -72,51 +72,51 @@ def plan_layout(s: DistSettings, engines: int, tensor_parallel: int, reference: 
         )
     if s.colocate:
         return _colocated(s, policy, critic, refs, engines, tp, gpu)
-    plan = _separate(s, policy, critic, refs, engines, tp, gpu)
-    if gpu and len(plan.bundles) > devices:
+    out = _separate(s, policy, critic, refs, engines, tp, gpu)
+    if gpu and len(out.bundles) > devices:
         raise LayoutError(
-            f"separate layout needs {len(plan.bundles)} GPUs (policy {policy} + critic {critic} "
+            f"separate layout needs {len(out.bundles)} GPUs (policy {policy} + critic {critic} "
             f"+ reference {refs} + {engines} engines x {tp}); the cluster settings give {devices}"
         )
-    return plan
+    return out
 
 
-def _colocated(s, policy, critic, refs, engines, tp, gpu) -> LayoutPlan:
+def _colocated(s, policy, critic, refs, engines, tp, gpu) -> Layout:
     slots = max(policy, critic, refs, engines * tp)
     members = 2 + (refs > 0) + 1  # policy, critic, (reference), engine per bundle
     share = 1.0 / members
     bundle = {"CPU": s.cpus_per_slot, **({"GPU": 1.0} if gpu else {})}
     cpus = s.cpus_per_slot * share
     gpus = share if gpu else 0.0
-    plan = LayoutPlan([dict(bundle) for _ in range(slots)])
-    plan.policy = [Seat((i,), gpus, cpus) for i in range(policy)]
-    plan.critic = [Seat((i,), gpus, cpus) for i in range(critic)]
-    plan.reference = [Seat((i,), gpus, cpus) for i in range(refs)]
+    out = Layout([dict(bundle) for _ in range(slots)])
+    out.policy = [Seat((i,), gpus, cpus) for i in range(policy)]
+    out.critic = [Seat((i,), gpus, cpus) for i in range(critic)]
+    out.reference = [Seat((i,), gpus, cpus) for i in range(refs)]
     # With tensor parallelism the engine's own GPU workers take the bundles; the actor needs none.
     engine_gpus = gpus if tp == 1 else 0.0
-    plan.engines = [
+    out.engines = [
         Seat(tuple(range(i * tp, (i + 1) * tp)), engine_gpus, cpus) for i in range(engines)
     ]
-    return plan
+    return out
 
 
-def _separate(s, policy, critic, refs, engines, tp, gpu) -> LayoutPlan:
+def _separate(s, policy, critic, refs, engines, tp, gpu) -> Layout:
     bundle = {"CPU": s.cpus_per_slot, **({"GPU": 1.0} if gpu else {})}
     gpus = 1.0 if gpu else 0.0
-    plan = LayoutPlan([])
+    out = Layout([])
 
     def take(n: int) -> tuple[int, ...]:
-        start = len(plan.bundles)
-        plan.bundles.extend(dict(bundle) for _ in range(n))
+        start = len(out.bundles)
+        out.bundles.extend(dict(bundle) for _ in range(n))
         return tuple(range(start, start + n))
 
-    plan.policy = [Seat(take(1), gpus, s.cpus_per_slot) for _ in range(policy)]
-    plan.critic = [Seat(take(1), gpus, s.cpus_per_slot) for _ in range(critic)]
-    plan.reference = [Seat(take(1), gpus, s.cpus_per_slot) for _ in range(refs)]
-    plan.engines = [
+    out.policy = [Seat(take(1), gpus, s.cpus_per_slot) for _ in range(policy)]
+    out.critic = [Seat(take(1), gpus, s.cpus_per_slot) for _ in range(critic)]
+    out.reference = [Seat(take(1), gpus, s.cpus_per_slot) for _ in range(refs)]
+    out.engines = [
         Seat(take(tp), gpus if tp == 1 else 0.0, s.cpus_per_slot) for _ in range(engines)
     ]
-    return plan
+    return out
 
 
 def shortfall(demands: list[dict[str, float]], nodes: list[dict[str, float]]) -> str | None:
@@ -136,14 +136,14 @@ def shortfall(demands: list[dict[str, float]], nodes: list[dict[str, float]]) ->
 
 
 def check_cluster(
-    plan: LayoutPlan, reward_cpus: float, can_grow: bool, on_info: Callable[[str], None] = print
+    chosen: Layout, reward_cpus: float, can_grow: bool, on_info: Callable[[str], None] = print
 ) -> None:
     """Before any actor starts: fail at once when the cluster can never hold the layout (this
     process's own Ray instance cannot grow); on a cluster that may grow (joined by address, where
     an autoscaler may add nodes) say what is missing while the placement waits."""
     import ray
 
-    demands = [*plan.bundles, {"CPU": reward_cpus}]
+    demands = [*chosen.bundles, {"CPU": reward_cpus}]
     nodes = [
         {k: v for k, v in n["Resources"].items() if k in ("CPU", "GPU")}
         for n in ray.nodes()
@@ -166,23 +166,23 @@ def _total(resources: list[dict[str, float]]) -> dict[str, float]:
     return total
 
 
-def reserve(plan: LayoutPlan, timeout_s: float) -> Any:
+def reserve(chosen: Layout, timeout_s: float) -> Any:
     """Create the placement group (PACK: as few nodes as possible) and wait until it is placed."""
     import ray
     from ray.exceptions import GetTimeoutError
     from ray.util.placement_group import placement_group, remove_placement_group
 
-    pg = placement_group(plan.bundles, strategy="PACK")
+    pg = placement_group(chosen.bundles, strategy="PACK")
     try:
         ray.get(pg.ready(), timeout=timeout_s)
     except GetTimeoutError:
         remove_placement_group(pg)
         need: dict[str, float] = {}
-        for b in plan.bundles:
+        for b in chosen.bundles:
             for k, v in b.items():
                 need[k] = need.get(k, 0.0) + v
         raise LayoutError(
-            f"the placement group ({len(plan.bundles)} bundles, {need} in all) was not placed "
+            f"the placement group ({len(chosen.bundles)} bundles, {need} in all) was not placed "
             f"within {timeout_s:.0f} s; the cluster has {ray.cluster_resources()}. Lower "
             "dist.cpus_per_slot or the group sizes, or add nodes"
         ) from None

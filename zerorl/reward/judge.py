@@ -1,6 +1,6 @@
 """From a response to a reward: the rules in order, then verification (docs/reward.md).
 
-:func:`plan` applies every cheap rule and either decides the score or lists the units (box
+:func:`apply_rules` applies every cheap rule and either decides the score or lists the units (box
 content, ground truth) that must all verify; :func:`score` finishes the job in this process.
 RewardPool sends the units to its workers instead.
 """
@@ -27,7 +27,7 @@ from zerorl.reward.rules import (
 
 
 @dataclass
-class Plan:
+class RuleOutcome:
     """What the rules decided for one response.
 
     ``score`` is set when no verification is needed; otherwise ``units`` lists the
@@ -43,13 +43,13 @@ class Plan:
 BoxRule = Literal["last", "all"]
 
 
-def plan(
+def apply_rules(
     response: str,
     ground_truth: str,
     finished: bool,
     max_chars: int = DEFAULT_MAX_ANSWER_CHARS,
     box_rule: BoxRule = "last",
-) -> Plan:
+) -> RuleOutcome:
     """Apply the rules of docs/reward.md to one response; never verifies, never raises on str.
 
     ``box_rule="last"`` (ORZ's code) judges the last box of the answer block only. ``"all"``
@@ -64,33 +64,33 @@ def plan(
         boxes = final_boxes(response)
         extracted = boxes[-1] if boxes else None
     if not finished:
-        return Plan(extracted, 0.0, "unfinished")
+        return RuleOutcome(extracted, 0.0, "unfinished")
     if not boxes:
-        return Plan(None, 0.0, "no_answer")
+        return RuleOutcome(None, 0.0, "no_answer")
     truth = prepare_truth(ground_truth)
     if not truth:
-        return Plan(extracted, 0.0, "no_truth")
+        return RuleOutcome(extracted, 0.0, "no_truth")
     if any(len(box) > max_chars for box in boxes):
-        return Plan(extracted, 0.0, "too_long")
+        return RuleOutcome(extracted, 0.0, "too_long")
     distinct: dict[str, str] = {}  # normalised -> first spelling; math-verify sees the spelling
     for box in boxes:
         distinct.setdefault(normalize(box), box)
     if len(distinct) > MAX_DISTINCT_BOXES:
-        return Plan(extracted, 0.0, "too_many_boxes")
+        return RuleOutcome(extracted, 0.0, "too_many_boxes")
     truth_norm = normalize(truth)
     units = []
     for box_norm, box in distinct.items():
         reason = reject_reason(box, truth, max_chars)
         if reason is not None:
-            return Plan(extracted, 0.0, reason)
+            return RuleOutcome(extracted, 0.0, reason)
         fast = fast_verdict(box_norm, truth_norm)
         if fast == 0.0:
-            return Plan(extracted, 0.0, "wrong")
+            return RuleOutcome(extracted, 0.0, "wrong")
         if fast is None:
             units.append((box, truth))
     if not units:
-        return Plan(extracted, 1.0, "correct")
-    return Plan(extracted, None, "verify", units)
+        return RuleOutcome(extracted, 1.0, "correct")
+    return RuleOutcome(extracted, None, "verify", units)
 
 
 class _Timeout(BaseException):
@@ -138,7 +138,7 @@ def score(
     use RewardPool, whose workers are killed at their limit.
     """
     try:
-        decided = plan(response, ground_truth, finished, box_rule=box_rule)
+        decided = apply_rules(response, ground_truth, finished, box_rule=box_rule)
         if decided.score is not None:
             return decided.score
         from zerorl.reward.verify import CORRECT, check

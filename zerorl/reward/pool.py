@@ -28,7 +28,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from zerorl.reward.judge import BoxRule, Plan, plan
+from zerorl.reward.judge import BoxRule, RuleOutcome, apply_rules
 from zerorl.reward.rules import DEFAULT_MAX_ANSWER_CHARS
 
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
@@ -236,7 +236,7 @@ class RewardPool:
             if self._closed:
                 raise RuntimeError("RewardPool is closed")
             plans = [
-                self._plan(r, t, f)
+                self._apply_rules(r, t, f)
                 for r, t, f in zip(responses, ground_truths, finished, strict=True)
             ]
             uids: dict[tuple[str, str], int] = {}  # identical units are verified once
@@ -256,12 +256,14 @@ class RewardPool:
             result.errors += reason == "error"
         return result
 
-    def _plan(self, response: str, truth: str, finished: bool) -> Plan:
+    def _apply_rules(self, response: str, truth: str, finished: bool) -> RuleOutcome:
         """The rules for one response; a malformed input (not a string) scores 0 as an error."""
         try:
-            return plan(response, truth, bool(finished), self.max_answer_chars, self.box_rule)
+            return apply_rules(
+                response, truth, bool(finished), self.max_answer_chars, self.box_rule
+            )
         except Exception:
-            return Plan(None, 0.0, "error")
+            return RuleOutcome(None, 0.0, "error")
 
     def verify_raw(self, answers: list[str], truths: list[str]) -> tuple[list[str], float]:
         """Verdicts (``1 0 r t e``) for raw (answer, truth) pairs, bypassing every rule.

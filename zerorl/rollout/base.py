@@ -2,34 +2,50 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Protocol
+
+import torch
 
 from zerorl.types import Completion, SamplingParams
 
 if TYPE_CHECKING:
+    from torch import nn
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
-
-    from zerorl.workers import PolicyWorker
 
 
 class RolloutEngine(Protocol):
     """Generates ``params.n`` completions per prompt text.
 
     ``generate`` returns one list per prompt, in prompt order, each of ``params.n`` completions.
-    ``sync_weights`` makes the engine sample from the policy worker's current weights (a no-op
-    when the engine holds the policy module itself); ``sleep``/``wake`` free and restore the
-    engine's memory between phases when generation and training share devices.
+    ``load_weights`` makes the engine sample from ``weights`` (a state dict under the Hugging
+    Face names, what ``PolicyRole.weights`` gives) from now on; ``sleep``/``wake`` free and
+    restore the engine's memory between phases when generation and training share devices.
     """
 
     def generate(self, prompts: list[str], params: SamplingParams) -> list[list[Completion]]: ...
 
-    def sync_weights(self, policy: PolicyWorker) -> None: ...
+    def load_weights(self, weights: Mapping[str, torch.Tensor]) -> None: ...
 
     def sleep(self) -> None: ...
 
     def wake(self) -> None: ...
+
+
+def load_into(model: nn.Module, weights: Mapping[str, torch.Tensor]) -> None:
+    """Copy ``weights`` into ``model``'s parameters and buffers by name (every one must be
+    given). A tensor that already is the model's own (an in-process engine sampling from the
+    policy module itself) is not copied."""
+    own = model.state_dict()
+    missing = own.keys() - weights.keys()
+    if missing:
+        raise KeyError(f"load_weights: {len(missing)} weights missing, e.g. {sorted(missing)[0]}")
+    with torch.no_grad():
+        for name, tensor in weights.items():
+            target = own[name]
+            if target.data_ptr() != tensor.data_ptr() or target.device != tensor.device:
+                target.copy_(tensor)
 
 
 def eos_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> set[int]:

@@ -11,16 +11,17 @@ very logits it was sampled from, so PPO can skip a forward pass when they equal 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import torch
 from torch import Tensor
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from zerorl.rollout.base import eos_ids, trim_at_stop
+from zerorl.rollout.base import eos_ids, load_into, trim_at_stop
 from zerorl.rollout.decoders import (
     Decoder,
     HFForwardDecoder,
@@ -30,9 +31,6 @@ from zerorl.rollout.decoders import (
 )
 from zerorl.rollout.sampling import Sampler, StopDetector, token_texts
 from zerorl.types import Completion, SamplingParams
-
-if TYPE_CHECKING:
-    from zerorl.workers import PolicyWorker
 
 log = logging.getLogger(__name__)
 Backend = Literal["auto", "native", "hf"]
@@ -261,10 +259,9 @@ class FastEngine:
     def _decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=True)
 
-    def sync_weights(self, policy: PolicyWorker) -> None:
-        """Load the policy worker's weights, unless the engine samples from that very module."""
-        if policy.model is not self.model:
-            self.model.load_state_dict(policy.model.state_dict())
+    def load_weights(self, weights: Mapping[str, torch.Tensor]) -> None:
+        """Sample from ``weights``; nothing to copy when they are this very module's."""
+        load_into(self.model, weights)
 
     def sleep(self) -> None:
         """Nothing to free: caches live only inside ``generate``."""

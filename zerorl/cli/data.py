@@ -2,29 +2,31 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
 
 from zerorl.data.curate import (
     STAGE_NAMES,
-    CurateConfig,
-    DecontamParams,
-    FilterParams,
-    NearDupParams,
-    PassRateParams,
-    SemanticParams,
-    build_pass_rate_filter,
+    CurateSpec,
+    DecontamSpec,
+    FilterSpec,
+    NearDupSpec,
+    PassRateSpec,
+    SemanticSpec,
     curate_files,
     load_references,
     output_paths,
     render_report,
 )
 from zerorl.data.loaders import PromptLoadError, save_jsonl, save_orz_train
+from zerorl.data.passrate import Stage, pass_rate_filter
 from zerorl.data.report import StageReport
+from zerorl.types import Prompt
 
 data_app = typer.Typer(
     help="Prompt data: curate raw collections into an RL prompt set; synthesise reasoning tasks.",
@@ -46,6 +48,36 @@ def _progress(report: StageReport) -> None:
         console.print(f"{report.name}: {report.n_in} -> {report.n_out} ({report.seconds:.1f} s)")
 
 
+def pass_rate_stage(
+    model_dir: str, k: int = 8, params: PassRateSpec | None = None, **engine_kwargs: Any
+) -> Stage:
+    """A pass-rate stage backed by ``zerorl.rollout.hf.HFEngine`` on the checkpoint in
+    ``model_dir`` and ``zerorl.reward.RewardPool``.
+
+    Nothing is imported or loaded until the stage runs; the reward pool is closed afterwards.
+    ``engine_kwargs`` go to ``HFEngine`` (e.g. ``batch_size``).
+    """
+    params = dataclasses.replace(params or PassRateSpec(), k=k)
+
+    def stage(prompts: list[Prompt]) -> tuple[list[Prompt], StageReport]:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        from zerorl.reward import RewardPool
+        from zerorl.rollout.hf import HFEngine
+
+        model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
+        engine = HFEngine(model, AutoTokenizer.from_pretrained(model_dir), **engine_kwargs)
+        pool = RewardPool()
+        try:
+            return pass_rate_filter(prompts, params, engine=engine, reward_pool=pool)
+        finally:
+            close = getattr(pool, "close", None)
+            if callable(close):
+                close()
+
+    return stage
+
+
 @data_app.command()
 def curate(
     inputs: Annotated[list[Path], typer.Argument(help="Files or saved datasets to curate.")],
@@ -62,23 +94,29 @@ def curate(
     skip: Annotated[
         list[str] | None, typer.Option(help=f"Leave out a stage: {', '.join(STAGE_NAMES)}.")
     ] = None,
-    max_question_chars: Annotated[int, typer.Option(rich_help_panel=_PANEL_FILTER)] = 6000,
-    max_answer_chars: Annotated[int, typer.Option(rich_help_panel=_PANEL_FILTER)] = 128,
+    max_question_chars: Annotated[
+        int, typer.Option(rich_help_panel=_PANEL_FILTER)
+    ] = FilterSpec.max_question_chars,
+    max_answer_chars: Annotated[
+        int, typer.Option(rich_help_panel=_PANEL_FILTER)
+    ] = FilterSpec.max_answer_chars,
     workers: Annotated[
         int, typer.Option(help="Processes for math-verify.", rich_help_panel=_PANEL_FILTER)
-    ] = 2,
-    near_threshold: Annotated[float, typer.Option(rich_help_panel=_PANEL_DEDUP)] = 0.7,
-    near_ngram: Annotated[int, typer.Option(rich_help_panel=_PANEL_DEDUP)] = 3,
+    ] = FilterSpec.workers,
+    near_threshold: Annotated[
+        float, typer.Option(rich_help_panel=_PANEL_DEDUP)
+    ] = NearDupSpec.threshold,
+    near_ngram: Annotated[int, typer.Option(rich_help_panel=_PANEL_DEDUP)] = NearDupSpec.ngram,
     near_same_numbers: Annotated[
         bool,
         typer.Option(
             help="Near duplicates must hold the same numbers.", rich_help_panel=_PANEL_DEDUP
         ),
-    ] = True,
+    ] = NearDupSpec.same_numbers,
     near_same_answer: Annotated[
         bool,
         typer.Option(help="Near duplicates must share the answer.", rich_help_panel=_PANEL_DEDUP),
-    ] = False,
+    ] = NearDupSpec.same_answer,
     embedding_model: Annotated[
         Path | None,
         typer.Option(
@@ -86,15 +124,17 @@ def curate(
             rich_help_panel=_PANEL_DEDUP,
         ),
     ] = None,
-    semantic_threshold: Annotated[float, typer.Option(rich_help_panel=_PANEL_DEDUP)] = 0.85,
+    semantic_threshold: Annotated[
+        float, typer.Option(rich_help_panel=_PANEL_DEDUP)
+    ] = SemanticSpec.threshold,
     semantic_same_numbers: Annotated[
         bool,
         typer.Option(help="Paraphrases must hold the same numbers.", rich_help_panel=_PANEL_DEDUP),
-    ] = True,
+    ] = SemanticSpec.same_numbers,
     semantic_same_answer: Annotated[
         bool,
         typer.Option(help="Paraphrases must share the answer.", rich_help_panel=_PANEL_DEDUP),
-    ] = True,
+    ] = SemanticSpec.same_answer,
     eval_set: Annotated[
         list[Path] | None,
         typer.Option(
@@ -102,28 +142,34 @@ def curate(
             rich_help_panel=_PANEL_DECONTAM,
         ),
     ] = None,
-    decontam_ngram: Annotated[int, typer.Option(rich_help_panel=_PANEL_DECONTAM)] = 8,
+    decontam_ngram: Annotated[
+        int, typer.Option(rich_help_panel=_PANEL_DECONTAM)
+    ] = DecontamSpec.ngram,
     decontam_threshold: Annotated[
         float,
         typer.Option(
             help="Fraction of an eval problem's n-grams that marks a prompt.",
             rich_help_panel=_PANEL_DECONTAM,
         ),
-    ] = 0.5,
+    ] = DecontamSpec.threshold,
     pass_rate_model: Annotated[
         Path | None,
         typer.Option(
             help="Model directory; enables the pass-rate stage.", rich_help_panel=_PANEL_PASS
         ),
     ] = None,
-    k: Annotated[int, typer.Option(help="Samples per prompt.", rich_help_panel=_PANEL_PASS)] = 8,
+    k: Annotated[
+        int, typer.Option(help="Samples per prompt.", rich_help_panel=_PANEL_PASS)
+    ] = PassRateSpec.k,
     drop_at_most: Annotated[
         float, typer.Option(help="Drop pass rates <= this (too hard).", rich_help_panel=_PANEL_PASS)
-    ] = 0.0,
+    ] = PassRateSpec.drop_at_most,
     drop_at_least: Annotated[
         float, typer.Option(help="Drop pass rates >= this (too easy).", rich_help_panel=_PANEL_PASS)
-    ] = 1.0,
-    max_new_tokens: Annotated[int, typer.Option(rich_help_panel=_PANEL_PASS)] = 8000,
+    ] = PassRateSpec.drop_at_least,
+    max_new_tokens: Annotated[
+        int, typer.Option(rich_help_panel=_PANEL_PASS)
+    ] = PassRateSpec.max_new_tokens,
 ) -> None:
     """Curate INPUTS into one RL prompt set: filter, de-duplicate, decontaminate, pass-rate."""
     skipped = set(skip or ())
@@ -131,13 +177,13 @@ def curate(
         raise typer.BadParameter(f"unknown stage(s) {sorted(unknown)}", param_hint="--skip")
     pass_stage = None
     if pass_rate_model is not None and "pass_rate" not in skipped:
-        params = PassRateParams(
+        params = PassRateSpec(
             k=k,
             drop_at_most=drop_at_most,
             drop_at_least=drop_at_least,
             max_new_tokens=max_new_tokens,
         )
-        pass_stage = build_pass_rate_filter(str(pass_rate_model), k, params)
+        pass_stage = pass_rate_stage(str(pass_rate_model), k, params)
 
     def unless_skipped(name: str, make: Callable[[], T]) -> T | None:
         return None if name in skipped else make()
@@ -147,19 +193,19 @@ def curate(
     except PromptLoadError as exc:
         console.print(f"[red]error:[/] evaluation set: {exc}")
         raise typer.Exit(code=1) from None
-    config = CurateConfig(
-        filters=unless_skipped("verifiable", lambda: FilterParams(
+    config = CurateSpec(
+        filters=unless_skipped("verifiable", lambda: FilterSpec(
             max_question_chars=max_question_chars, max_answer_chars=max_answer_chars,
             workers=workers)),
         exact="exact_dedup" not in skipped,
-        near=unless_skipped("near_dedup", lambda: NearDupParams(
+        near=unless_skipped("near_dedup", lambda: NearDupSpec(
             threshold=near_threshold, ngram=near_ngram, same_numbers=near_same_numbers,
             same_answer=near_same_answer)),
-        semantic=unless_skipped("semantic_dedup", lambda: SemanticParams(
+        semantic=unless_skipped("semantic_dedup", lambda: SemanticSpec(
             model=str(embedding_model) if embedding_model else None,
             threshold=semantic_threshold, same_answer=semantic_same_answer,
             same_numbers=semantic_same_numbers)),
-        decontam=unless_skipped("decontaminate", lambda: DecontamParams(
+        decontam=unless_skipped("decontaminate", lambda: DecontamSpec(
             references=references, ngram=decontam_ngram,
             threshold=decontam_threshold)),
         pass_rate=pass_stage,

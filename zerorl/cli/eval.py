@@ -1,6 +1,7 @@
 """``zerorl eval``, ``zerorl analyze`` and ``zerorl report``: plain functions with typer parameters.
 
-zerorl/cli.py registers them: ``app.command("eval")(eval_command)`` and likewise for the others.
+zerorl/cli/__init__.py registers them: ``app.command("eval")(eval_command)`` and likewise for the
+others.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from zerorl.config import EvalConfig, RewardConfig, TrainConfig
 from zerorl.eval.analysis import MOMENT_K
 
 console = Console()
@@ -62,11 +64,19 @@ def eval_command(
         Path | None,
         typer.Option(help="dir of <name>.json benchmarks, tried before the cache and a download"),
     ] = None,
-    samples: Annotated[int, typer.Option(help="samples per problem: K of avg@K")] = 16,
-    temperature: Annotated[float, typer.Option(help="sampling temperature")] = 1.0,
-    top_p: Annotated[float, typer.Option(help="nucleus sampling threshold")] = 1.0,
-    max_new_tokens: Annotated[int, typer.Option(help="generation length limit")] = 8000,
-    limit: Annotated[int, typer.Option(help="only the first N problems of each (0 = all)")] = 0,
+    samples: Annotated[
+        int, typer.Option(help="samples per problem: K of avg@K")
+    ] = EvalConfig.samples,
+    temperature: Annotated[
+        float, typer.Option(help="sampling temperature")
+    ] = EvalConfig.temperature,
+    top_p: Annotated[float, typer.Option(help="nucleus sampling threshold")] = EvalConfig.top_p,
+    max_new_tokens: Annotated[
+        int, typer.Option(help="generation length limit")
+    ] = EvalConfig.max_new_tokens,
+    limit: Annotated[
+        int, typer.Option(help="only the first N problems of each (0 = all)")
+    ] = EvalConfig.limit,
     template: Annotated[Template, typer.Option(help="orz (training) or chat")] = Template.orz,
     boxed_fallback: Annotated[
         bool | None,
@@ -77,8 +87,12 @@ def eval_command(
     engine: Annotated[str, typer.Option(help="hf (generate) or fast (zerorl's CPU engine)")] = "hf",
     dtype: Annotated[str, typer.Option(help="float32 or bfloat16")] = "float32",
     seed: Annotated[int, typer.Option(help="sampling seed")] = 0,
-    reward_workers: Annotated[int, typer.Option(help="answer verification processes")] = 2,
-    threads: Annotated[int, typer.Option(help="torch CPU threads (0 = torch default)")] = 0,
+    reward_workers: Annotated[
+        int, typer.Option(help="answer verification processes")
+    ] = RewardConfig.num_workers,
+    threads: Annotated[
+        int, typer.Option(help="torch CPU threads (0 = torch default)")
+    ] = TrainConfig.num_threads,
     device: Annotated[str, typer.Option(help="auto (cuda if available), cpu, cuda, ...")] = "auto",
 ) -> None:
     """Evaluate a model: avg@K, pass@k, maj@K, length and truncation per benchmark."""

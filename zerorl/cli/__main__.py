@@ -1,0 +1,5 @@
+"""``python -m zerorl.cli``: the ``zerorl`` command."""
+
+from zerorl.cli import app
+
+app()
