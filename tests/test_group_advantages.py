@@ -118,3 +118,21 @@ def test_bad_inputs_are_errors():
         group_advantages(torch.ones(3), torch.zeros(3), "ppo")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"\(N,\)"):
         group_advantages(torch.ones(3), torch.zeros(4), "grpo")
+
+
+def test_overlong_penalty_as_dapo_writes_it():
+    from zerorl.core.advantages import overlong_penalty
+
+    def dapo(length, max_length, buffer):  # DAPO eq. 13
+        expected = max_length - buffer
+        if length <= expected:
+            return 0.0
+        if length <= max_length:
+            return (expected - length) / buffer
+        return -1.0
+
+    lengths = list(range(0, 130, 3))
+    got = overlong_penalty(torch.tensor(lengths), max_length=100, buffer=20)
+    assert got.tolist() == pytest.approx([dapo(n, 100, 20) for n in lengths])
+    with pytest.raises(ValueError, match="buffer"):
+        overlong_penalty(torch.tensor([1]), max_length=10, buffer=0)

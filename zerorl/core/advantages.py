@@ -157,3 +157,12 @@ def group_advantages(
         std = (squares / (n - 1).clamp(min=1)).sqrt()
         out = torch.where(n > 1, (r - mean) / (std + eps), torch.zeros_like(r))
     return out.to(rewards.dtype)
+
+
+def overlong_penalty(lengths: torch.Tensor, max_length: int, buffer: int) -> torch.Tensor:
+    """DAPO's soft overlong punishment, added to the reward: 0 up to ``max_length - buffer``
+    tokens, then falling linearly to -1 at ``max_length`` (and -1 beyond). (N,) in, (N,) out."""
+    if not 0 < buffer <= max_length:
+        raise ValueError(f"buffer must be in (0, max_length], got {buffer} for {max_length}")
+    over = (lengths.double() - (max_length - buffer)).clamp(min=0) / buffer
+    return -over.clamp(max=1.0)
