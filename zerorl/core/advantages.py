@@ -7,6 +7,8 @@ estimate before that token is produced and ``rewards[:, t]`` the reward for prod
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 import torch
 
 
@@ -90,3 +92,60 @@ def normalize(advantages: torch.Tensor, mask: torch.Tensor, eps: float = 1e-8) -
     var = selected.var(correction=0)
     out = (advantages - mean) * torch.rsqrt(var + eps)
     return torch.where(valid, out, torch.zeros_like(out))
+
+
+# Outcome-advantage estimators of the critic-free methods: one scalar reward per sample (N,), and
+# the prompt each sample answers as a group id (N,). The advantage is then broadcast to every
+# response token of that sample by the caller.
+OutcomeEstimator = Literal["grpo", "grpo_orz", "dr_grpo", "rloo", "reinforce_pp"]
+OUTCOME_ESTIMATORS: tuple[str, ...] = get_args(OutcomeEstimator)
+
+
+def group_advantages(
+    rewards: torch.Tensor, groups: torch.Tensor, estimator: OutcomeEstimator, eps: float = 1e-6
+) -> torch.Tensor:
+    """Per-sample advantages (N,) from rewards (N,) and group ids (N,) (any integers).
+
+    - ``grpo``: ``(r - mean_g) / (std_g + eps)``, the group's sample std (``correction=1``, as TRL
+      and verl); a group of one sample gets 0.
+    - ``grpo_orz``: ORZ's released GRPO path as it behaves: ``if std := np.std(x) > 0`` binds the
+      boolean, so the mean-centred score is divided by 1 (or left as is): ``r - mean_g``.
+    - ``dr_grpo``: Dr. GRPO, mean-centred without the std: ``r - mean_g`` (equal to ``grpo_orz``).
+    - ``rloo``: leave-one-out baseline ``r_i - mean_{j != i} r_j``; a group of one sample gets 0.
+    - ``reinforce_pp``: REINFORCE++'s outcome form: rewards whitened over the whole batch of
+      samples (population std), no group baseline.
+    """
+    if rewards.shape != groups.shape or rewards.dim() != 1:
+        raise ValueError(
+            f"rewards and groups must both be (N,), got {rewards.shape}, {groups.shape}"
+        )
+    r = rewards.double()
+    if estimator == "reinforce_pp":
+        return ((r - r.mean()) / (r.std(correction=0) + eps)).to(rewards.dtype)
+    if estimator not in OUTCOME_ESTIMATORS:
+        raise ValueError(f"unknown estimator {estimator!r}; one of {', '.join(OUTCOME_ESTIMATORS)}")
+    _, inverse = torch.unique(groups, return_inverse=True)
+    size = torch.zeros(int(inverse.max()) + 1, dtype=r.dtype).index_add_(
+        0, inverse, torch.ones_like(r)
+    )
+    total = torch.zeros_like(size).index_add_(0, inverse, r)
+    n, mean = size[inverse], (total / size)[inverse]
+    if estimator in ("grpo_orz", "dr_grpo"):
+        out = r - mean
+    elif estimator == "rloo":
+        # r_i - (S - r_i) / (n - 1) = n / (n - 1) * (r_i - mean); zero for a lone sample.
+        out = torch.where(n > 1, (r - mean) * n / (n - 1).clamp(min=1), torch.zeros_like(r))
+    else:
+        squares = torch.zeros_like(size).index_add_(0, inverse, (r - mean) ** 2)[inverse]
+        std = (squares / (n - 1).clamp(min=1)).sqrt()
+        out = torch.where(n > 1, (r - mean) / (std + eps), torch.zeros_like(r))
+    return out.to(rewards.dtype)
+
+
+def overlong_penalty(lengths: torch.Tensor, max_length: int, buffer: int) -> torch.Tensor:
+    """DAPO's soft overlong punishment, added to the reward: 0 up to ``max_length - buffer``
+    tokens, then falling linearly to -1 at ``max_length`` (and -1 beyond). (N,) in, (N,) out."""
+    if not 0 < buffer <= max_length:
+        raise ValueError(f"buffer must be in (0, max_length], got {buffer} for {max_length}")
+    over = (lengths.double() - (max_length - buffer)).clamp(min=0) / buffer
+    return -over.clamp(max=1.0)

@@ -28,6 +28,50 @@ def masked_mean(
     return (row_means * has_tokens).sum() / has_tokens.sum().clamp(min=1.0)
 
 
+StepAggregation = Literal["token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "row-mean"]
+
+
+def _per_sample(x: torch.Tensor, mask: torch.Tensor, segment_ids: torch.Tensor):
+    """Masked sums and token counts of each sample (a row's segment), samples with tokens only."""
+    B, T = x.shape
+    key = (torch.arange(B, device=x.device)[:, None] * (T + 1) + segment_ids).flatten()
+    m = mask.to(x.dtype).flatten()
+    sums = x.new_zeros(B * (T + 1)).index_add(0, key, x.flatten() * m)
+    counts = x.new_zeros(B * (T + 1)).index_add(0, key, m)
+    has = counts > 0
+    return sums[has], counts[has]
+
+
+def aggregation_units(mask: torch.Tensor, segment_ids: torch.Tensor, how: StepAggregation) -> int:
+    """How many units ``how`` averages over in (B, T): response tokens (``token-mean``), samples
+    with a response token (the ``seq-mean-*`` forms) or rows with one (``row-mean``). Summed over a
+    step's micro-batches (and ranks) it is the denominator of :func:`aggregate_sum`."""
+    if how == "token-mean":
+        return int((mask > 0).sum())
+    if how == "row-mean":
+        return int(((mask > 0).sum(-1) > 0).sum())
+    _, counts = _per_sample(mask.float(), mask, segment_ids)
+    return int(counts.numel())
+
+
+def aggregate_sum(
+    x: torch.Tensor, mask: torch.Tensor, segment_ids: torch.Tensor, how: StepAggregation
+) -> torch.Tensor:
+    """The sum over units of each unit's value of ``x`` (B, T), for a loss aggregated over a whole
+    step: ``sum over micro-batches of aggregate_sum(mb) / step_units`` (``step_units`` the sum of
+    :func:`aggregation_units` over the step) equals the aggregate of one big batch, and so do its
+    gradients, however the step is split. A unit's value is its token sum for ``token-mean`` and
+    ``seq-mean-token-sum``, its token mean for ``seq-mean-token-mean`` and ``row-mean``."""
+    if how == "token-mean":
+        return (x * mask.to(x.dtype)).sum()
+    if how == "row-mean":
+        m = mask.to(x.dtype)
+        per_row = m.sum(-1)
+        return ((x * m).sum(-1) / per_row.clamp(min=1.0)).sum()
+    sums, counts = _per_sample(x, mask, segment_ids)
+    return sums.sum() if how == "seq-mean-token-sum" else (sums / counts).sum()
+
+
 def policy_loss(
     logprobs: torch.Tensor,
     old_logprobs: torch.Tensor,
@@ -35,8 +79,10 @@ def policy_loss(
     mask: torch.Tensor,
     clip_eps: float,
     how: Aggregation = "token-mean",
+    clip_eps_high: float | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """PPO clipped surrogate ``-min(r A, clip(r, 1-ε, 1+ε) A)``, aggregated over masked tokens.
+    """PPO clipped surrogate ``-min(r A, clip(r, 1-ε, 1+ε_high) A)``, aggregated over masked
+    tokens; ``ε_high`` is ``clip_eps`` unless given (DAPO's clip-higher raises it alone).
 
     Metrics: ``clip_frac`` (share of tokens where the clipped branch is taken) and ``approx_kl``
     (the k3 estimator ``(r - 1) - log r`` of KL(old || new)).
@@ -44,7 +90,8 @@ def policy_loss(
     log_ratio = logprobs - old_logprobs
     ratio = log_ratio.exp()
     unclipped = -advantages * ratio
-    clipped = -advantages * ratio.clamp(1.0 - clip_eps, 1.0 + clip_eps)
+    high = clip_eps if clip_eps_high is None else clip_eps_high
+    clipped = -advantages * ratio.clamp(1.0 - clip_eps, 1.0 + high)
     loss = masked_mean(torch.maximum(unclipped, clipped), mask, how)
     with torch.no_grad():
         clip_frac = masked_mean((clipped > unclipped).to(logprobs.dtype), mask)
