@@ -177,10 +177,7 @@ def reserve(chosen: Layout, timeout_s: float) -> Any:
         ray.get(pg.ready(), timeout=timeout_s)
     except GetTimeoutError:
         remove_placement_group(pg)
-        need: dict[str, float] = {}
-        for b in chosen.bundles:
-            for k, v in b.items():
-                need[k] = need.get(k, 0.0) + v
+        need = _total(chosen.bundles)
         raise LayoutError(
             f"the placement group ({len(chosen.bundles)} bundles, {need} in all) was not placed "
             f"within {timeout_s:.0f} s; the cluster has {ray.cluster_resources()}. Lower "
