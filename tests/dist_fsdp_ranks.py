@@ -55,8 +55,9 @@ def run(rank: int, workdir: str, port: int) -> None:
     model = ModelSpec(case["model_dir"], "float32", "sdpa", gradient_checkpointing=False, seed=42)
     p_spec, c_spec = specs(case["critic_steps"])
     batch = case["batch"]
-    policy = PolicyWorker(load_policy_rank(model, rank, WORLD, "cpu"), p_spec, rank=rank)
-    critic = CriticWorker(load_critic_rank(model, rank, WORLD, "cpu"), c_spec, rank=rank)
+    p_loss, v_loss = case["policy_loss"], case["value_loss"]
+    policy = PolicyWorker(load_policy_rank(model, rank, WORLD, "cpu"), p_spec, p_loss, rank)
+    critic = CriticWorker(load_critic_rank(model, rank, WORLD, "cpu"), c_spec, v_loss, rank)
     out: dict = {"logprobs": gather_rows(policy.logprobs(batch).logprobs)}
     out["values"] = gather_rows(critic.values(batch))
     stats = policy.train(batch, case["advantages"], case["old_logprobs"])
@@ -72,7 +73,7 @@ def run(rank: int, workdir: str, port: int) -> None:
 
     local = Path(case["local_checkpoint"])
     from_local = dataclasses.replace(model, path=str(local))
-    resumed = PolicyWorker(load_policy_rank(from_local, rank, WORLD, "cpu"), p_spec, rank=rank)
+    resumed = PolicyWorker(load_policy_rank(from_local, rank, WORLD, "cpu"), p_spec, p_loss, rank)
     resumed.load_optim(local)
     resumed.train(batch, case["advantages"], case["old_logprobs"])
     out["resumed_params"] = resumed.full_state_dict()

@@ -30,6 +30,7 @@ from zerorl.workers import (
     OptimSpec,
     PolicyLossSpec,
     PolicyWorker,
+    ValueLossSpec,
     WorkerSpec,
     padded_micro_batches,
     split_rows,
@@ -39,6 +40,9 @@ HERE = Path(__file__).parent
 OPTIM = OptimSpec(lr=1e-3, warmup_steps=0)  # full lr from the first step
 CRITIC_STEPS = 3
 TOL = 1e-5
+# The two-rank case aggregates over the units of the whole (mini-)batch across ranks.
+POLICY_LOSS = PolicyLossSpec(aggregation="token-mean")
+VALUE_LOSS = ValueLossSpec(aggregation="seq-mean-token-mean")
 
 
 def make_batch(seed: int = 0):
@@ -54,9 +58,16 @@ def make_batch(seed: int = 0):
     return batch, advantages, returns
 
 
-def workers(model_dir: Path) -> tuple[PolicyWorker, CriticWorker]:
-    policy = PolicyWorker(load_policy(str(model_dir)), WorkerSpec(OPTIM))
-    critic = CriticWorker(load_critic(str(model_dir), seed=42), WorkerSpec(OPTIM, CRITIC_STEPS))
+def workers(
+    model_dir: Path,
+    policy_loss: PolicyLossSpec | None = None,
+    value_loss: ValueLossSpec | None = None,
+) -> tuple[PolicyWorker, CriticWorker]:
+    policy_loss, value_loss = policy_loss or PolicyLossSpec(), value_loss or ValueLossSpec()
+    policy = PolicyWorker(load_policy(str(model_dir)), WorkerSpec(OPTIM), policy_loss)
+    critic = CriticWorker(
+        load_critic(str(model_dir), seed=42), WorkerSpec(OPTIM, CRITIC_STEPS), value_loss
+    )
     return policy, critic
 
 
@@ -158,7 +169,7 @@ def two_ranks(tiny_model_dir, tmp_path_factory):
     """The single-process reference and the two-rank results for the same batch."""
     workdir = tmp_path_factory.mktemp("fsdp2")
     batch, advantages, returns = make_batch()
-    policy, critic = workers(tiny_model_dir)
+    policy, critic = workers(tiny_model_dir, POLICY_LOSS, VALUE_LOSS)
     old = policy.logprobs(batch)
     values = critic.values(batch)
     ref = {"logprobs": old.logprobs, "values": values}
@@ -174,6 +185,7 @@ def two_ranks(tiny_model_dir, tmp_path_factory):
         "batch": batch, "advantages": advantages, "returns": returns,
         "old_logprobs": old.logprobs, "old_values": values, "critic_steps": CRITIC_STEPS,
         "model_dir": str(tiny_model_dir), "local_checkpoint": str(local),
+        "policy_loss": POLICY_LOSS, "value_loss": VALUE_LOSS,
     }  # fmt: skip
     torch.save(case, workdir / "case.pt")
     script = [sys.executable, str(HERE / "dist_fsdp_ranks.py"), str(workdir), str(free_port())]

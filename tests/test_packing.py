@@ -13,6 +13,8 @@ from zerorl.core.packing import (
     pack,
     pack_rows,
     packing_efficiency,
+    repack,
+    sample_minibatches,
     scatter_responses,
     shuffled_order,
 )
@@ -141,3 +143,66 @@ def test_pack_next_fit_keeps_every_sample_and_reward():
     assert index == shuffled_order(4, 3)
     values = per_sample(batch.token_rewards, batch)
     assert {i: float(v[-1]) for i, v in values.items()} == {0: 1.0, 1: 0.0, 2: 0.5, 3: 0.25}
+
+
+def random_batch(seed: int, n: int = 9, pack_length: int = 24):
+    rng = random.Random(seed)
+    prompts = [[rng.randrange(2, 50) for _ in range(rng.randint(1, 6))] for _ in range(n)]
+    responses = [[rng.randrange(2, 50) for _ in range(rng.randint(1, 8))] for _ in range(n)]
+    rewards = [float(rng.random() < 0.5) for _ in range(n)]
+    return pack(prompts, responses, rewards, pack_length, packing="next-fit", seed=seed)
+
+
+def per_sample_tokens(x: torch.Tensor, batch: PackedBatch) -> dict[int, list]:
+    """Every token of each sample (prompt and response), keyed by sample index."""
+    out = {}
+    for b, (row_bounds, row_index) in enumerate(zip(batch.sample_bounds, batch.sample_index)):
+        for (start, end), i in zip(row_bounds, row_index):
+            out[i] = x[b, start:end].tolist()
+    return out
+
+
+@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("packing", ["next-fit", "first-fit-decreasing"])
+def test_repack_moves_each_chosen_sample_whole(seed, packing):
+    batch = random_batch(seed)
+    extra = torch.randn(batch.input_ids.shape)
+    chosen = random.Random(seed).sample(range(9), 5)
+    sub, (moved,) = repack(batch, chosen, [extra], packing)
+    assert sorted(i for row in sub.sample_index for i in row) == sorted(chosen)
+    assert sub.input_ids.shape[1] <= batch.input_ids.shape[1]
+    for field in ("input_ids", "position_ids", "response_mask", "token_rewards"):
+        old = per_sample_tokens(getattr(batch, field), batch)
+        new = per_sample_tokens(getattr(sub, field), sub)
+        assert new == {i: old[i] for i in chosen}, field
+    assert per_sample_tokens(moved, sub) == {
+        i: v for i, v in per_sample_tokens(extra, batch).items() if i in chosen
+    }
+    # the new layout is a valid packing: segments numbered 1.. per row, masks from them
+    for b, row_bounds in enumerate(sub.sample_bounds):
+        for k, (start, end) in enumerate(row_bounds):
+            assert (sub.segment_ids[b, start:end] == k + 1).all()
+        assert (sub.segment_ids[b, row_bounds[-1][1] :] == 0).all()
+    assert torch.equal(sub.attention_mask, (sub.segment_ids > 0).long())
+    assert float(moved[sub.attention_mask == 0].abs().sum()) == 0.0
+    if packing == "next-fit":  # rows filled in the order given
+        assert [i for row in sub.sample_index for i in row] == chosen
+
+
+def test_repack_of_every_sample_in_order_rebuilds_the_batch():
+    batch = random_batch(3)
+    order = [i for row in batch.sample_index for i in row]
+    sub, _ = repack(batch, order)
+    for field in ("input_ids", "position_ids", "segment_ids", "response_mask", "token_rewards"):
+        assert torch.equal(getattr(sub, field), getattr(batch, field)), field
+
+
+@pytest.mark.parametrize("n, steps", [(100, 12), (7, 12), (12, 12), (13, 12), (5, 1)])
+def test_sample_minibatches_use_every_sample_once(n, steps):
+    parts = sample_minibatches(n, steps, seed=4)
+    assert sorted(i for p in parts for i in p) == list(range(n))
+    assert len(parts) == min(steps, n)
+    assert max(map(len, parts)) - min(map(len, parts)) <= 1
+    assert parts == sample_minibatches(n, steps, seed=4)
+    if steps == 1:
+        assert parts == [list(range(n))]

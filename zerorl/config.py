@@ -102,7 +102,9 @@ class PPOConfig:
     recompute_logprobs: bool = _f(
         False, "one policy step: compute old log-probs in their own forward anyway (same numbers)"
     )
-    critic_steps: int = _f(12, "critic optimiser steps (mini-batches) per generation")
+    critic_steps: int = _f(
+        12, "critic optimiser steps per generation: the samples cut into this many mini-batches"
+    )
     kl_penalty_coef: float = _f(0.0, "ablation: KL-to-reference penalty in the reward (ORZ: off)")
     kl_loss_coef: float = _f(0.0, "ablation: KL-to-reference loss term (ORZ: off)")
     entropy_coef: float = _f(0.0, "entropy bonus (ORZ: off)")
@@ -111,9 +113,12 @@ class PPOConfig:
         "truncated importance sampling: weight each token's loss by min(p_train/p_engine, cap) "
         "to correct the engine/trainer log-prob mismatch (0 = off, ORZ; e.g. 2.0)",
     )
-    loss_aggregation: Literal["row-mean", "token-mean"] = _f(
+    loss_aggregation: Literal[
+        "row-mean", "token-mean", "seq-mean-token-mean", "seq-mean-token-sum"
+    ] = _f(
         "row-mean",
-        "row-mean: token mean per packed row, averaged over rows (ORZ); token-mean: over all",
+        "row-mean: token mean per packed row, averaged over rows (ORZ); token-mean: over all "
+        "response tokens of the (mini-)batch; seq-mean-token-mean/-sum: per sample, then the mean",
     )
 
 

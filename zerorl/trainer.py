@@ -288,10 +288,9 @@ class Trainer:
         passes (tokens times the passes over the batch, forward or forward+backward alike)."""
         new_tokens = sum(s.response_length for s in samples)
         packed_tokens = float(batch.attention_mask.sum())
-        # Old log-probs (when run), values, the critic's mini-batches (one pass or more when
-        # there are fewer rows than steps), the policy update (one pass).
-        critic_passes = max(1.0, self.cfg.ppo.critic_steps / batch.num_rows)
-        passes = float(forward_old) + 1.0 + critic_passes + 1.0
+        # Old log-probs (when run), values, the critic's mini-batches and the policy update
+        # (one pass over the samples each).
+        passes = float(forward_old) + 3.0
         train_time = sum(
             times[f"time/{k}"] for k in ("logprobs", "values", "critic_update", "policy_update")
         )

@@ -7,11 +7,13 @@ records (``PackedBatch`` in; tensors and ``*Stats`` out), so the trainer drives 
 and a Ray group the same way (``zerorl.roles``).
 
 Every rank receives the whole batch and works on its own rows: a contiguous block of each
-(mini-)batch (:func:`split_rows`), so the ranks' results concatenated in rank order are in row
-order. A row's loss weight is its share of the *global* mini-batch and FSDP sums the gradients
-over ranks, so the update equals the one-rank update whatever the number of ranks. FSDP's
-collectives need every rank to run the same number of forwards: a rank with fewer rows runs
-zero-weight forwards on a row of the batch (:func:`padded_micro_batches`).
+(mini-)batch (:func:`split_rows`; a mini-batch is a part of the step's samples, packed anew), so
+the ranks' results concatenated in rank order are in row order. A micro-batch's loss weight is
+its share of the *global* mini-batch's units (tokens, samples or rows, after the loss
+aggregation) and FSDP sums the gradients over ranks, so the update equals the one-rank update
+whatever the number of ranks. FSDP's collectives need every rank to run the same number of
+forwards: a rank with fewer rows runs zero-weight forwards on a row of the batch
+(:func:`padded_micro_batches`).
 Shape legend: B batch (rows), T tokens.
 """
 
@@ -28,7 +30,15 @@ import torch
 from torch import nn
 
 from zerorl.core.logprobs import entropy, shift_right, token_logprobs
-from zerorl.core.losses import Aggregation, kl_to_reference, masked_mean, policy_loss, value_loss
+from zerorl.core.losses import (
+    Aggregation,
+    aggregation_units,
+    kl_to_reference,
+    masked_mean,
+    policy_loss,
+    value_loss,
+)
+from zerorl.core.packing import repack, sample_minibatches
 from zerorl.distributed import fsdp
 from zerorl.models import DTYPES
 from zerorl.types import PackedBatch
@@ -75,6 +85,7 @@ class PolicyLossSpec:
 
     clip_eps: float = 0.2
     aggregation: Aggregation = "row-mean"
+    clip_eps_high: float | None = None  # DAPO's clip-higher; None: clip_eps
     kl_loss_coef: float = 0.0
     entropy_coef: float = 0.0
 
@@ -181,25 +192,6 @@ def padded_micro_batches(
     return out + [([filler], False)] * (steps - len(out))
 
 
-def minibatches(n_rows: int, steps: int, seed: int) -> list[list[int]]:
-    """The rows of each of ``steps`` mini-batches (one optimiser step each).
-
-    One step: the whole batch, in order. More: a pass over the batch shuffles the rows (seeded)
-    into ``min(steps, n_rows)`` mini-batches; with fewer rows than steps, a new pass (new
-    shuffle) follows. ORZ's 12 critic steps are one pass: give the batch at least 12 rows
-    (``train.pack_length``) to match it.
-    """
-    if steps == 1:
-        return [list(range(n_rows))]
-    g = torch.Generator().manual_seed(seed)
-    out: list[list[int]] = []
-    while len(out) < steps:
-        perm = torch.randperm(n_rows, generator=g).tolist()
-        k = min(steps, n_rows)
-        out.extend(perm[i::k] for i in range(k))
-    return out[:steps]
-
-
 def accumulate_policy_grads(
     forward: Callable[[PackedBatch], torch.Tensor],
     batch: PackedBatch,
@@ -224,21 +216,19 @@ def accumulate_policy_grads(
         sub = batch.rows(rows)
         logits = forward(sub)
         dev = logits.device
-        mask = sub.response_mask.to(dev)
+        mask, seg, how = sub.response_mask.to(dev), sub.segment_ids.to(dev), spec.aggregation
         lp = token_logprobs(logits, sub.input_ids.to(dev))
         old = lp.detach() if old_logprobs is None else old_logprobs[rows].to(dev)
         loss, m = policy_loss(
-            lp, old, advantages[rows].to(dev), mask, spec.clip_eps, spec.aggregation
+            lp, old, advantages[rows].to(dev), mask, spec.clip_eps, how, spec.clip_eps_high, seg
         )
         with torch.set_grad_enabled(spec.entropy_coef > 0):  # a metric unless it is a bonus
-            ent = masked_mean(shift_right(entropy(logits)), mask, spec.aggregation)
+            ent = masked_mean(shift_right(entropy(logits)), mask, how, seg)
         if spec.entropy_coef > 0:
             loss = loss - spec.entropy_coef * ent
         kl = None
         if ref_logprobs is not None and spec.kl_loss_coef > 0:
-            kl = masked_mean(
-                kl_to_reference(lp, ref_logprobs[rows].to(dev)), mask, spec.aggregation
-            )
+            kl = masked_mean(kl_to_reference(lp, ref_logprobs[rows].to(dev)), mask, how, seg)
             loss = loss + spec.kl_loss_coef * kl
         (loss * weight).backward()
         if weight:
@@ -266,8 +256,8 @@ def accumulate_value_grads(
         values = values_of(sub)
         dev = values.device
         loss, m = value_loss(
-            values, old_values[rows].to(dev), returns[rows].to(dev),
-            sub.response_mask.to(dev), spec.value_clip, spec.aggregation,
+            values, old_values[rows].to(dev), returns[rows].to(dev), sub.response_mask.to(dev),
+            spec.value_clip, spec.aggregation, sub.segment_ids.to(dev),
         )  # fmt: skip
         (loss * weight).backward()
         if weight:
@@ -296,13 +286,39 @@ class _Worker:
         parts = split_rows(list(range(n)), self.spec.world)
         return padded_micro_batches(parts, self.rank, self.spec.micro_rows, filler=0)
 
-    def _weighted_micro_batches(self, minibatch: list[int]) -> WeightedMicroBatches:
-        """This rank's micro-batches of ``minibatch`` with their loss weights: each row's share
-        of the mini-batch (a mean over rows == ORZ's average over packed sequences); 0 for a
+    def _minibatches(
+        self, batch: PackedBatch, tensors: list[torch.Tensor | None], seed: int
+    ) -> Iterator[tuple[PackedBatch, list[torch.Tensor | None]]]:
+        """The step's mini-batches, one per optimiser step, with ``tensors`` (B, T) moved along.
+
+        One step: the batch as it is. More: its samples cut by ``sample_minibatches`` (seeded)
+        and each part packed anew (``repack``), so every sample is trained on once per pass
+        whatever the number of rows. Every rank cuts and packs alike, then takes its rows.
+        """
+        if self.spec.steps == 1:
+            yield batch, tensors
+            return
+        present = [t for t in tensors if t is not None]
+        ids = sorted(i for row in batch.sample_index for i in row)
+        for part in sample_minibatches(len(ids), self.spec.steps, seed):
+            sub, moved = repack(batch, [ids[k] for k in part], present)
+            it = iter(moved)
+            yield sub, [None if t is None else next(it) for t in tensors]
+
+    def _weighted_micro_batches(self, mb: PackedBatch, how: Aggregation) -> WeightedMicroBatches:
+        """This rank's micro-batches of the mini-batch ``mb`` with their loss weights: their share
+        of its units under ``how`` (tokens, samples or rows: ``aggregation_units``), so that the
+        weighted sum of micro-batch losses, over all ranks, is the mini-batch's loss; 0 for a
         filler."""
-        parts = split_rows(minibatch, self.spec.world)
-        micro = padded_micro_batches(parts, self.rank, self.spec.micro_rows, minibatch[0])
-        return [(rows, len(rows) / len(minibatch) if real else 0.0) for rows, real in micro]
+        total = max(aggregation_units(mb.response_mask, mb.segment_ids, how), 1)
+        parts = split_rows(list(range(mb.num_rows)), self.spec.world)
+        micro = padded_micro_batches(parts, self.rank, self.spec.micro_rows, 0)
+
+        def share(rows: list[int]) -> float:
+            sub = mb.rows(rows)
+            return aggregation_units(sub.response_mask, sub.segment_ids, how) / total
+
+        return [(rows, share(rows) if real else 0.0) for rows, real in micro]
 
     def _optimiser_step(self) -> tuple[float, float]:
         """Clip the gradients, step the optimiser and schedule; the norm before clipping and
@@ -408,11 +424,12 @@ class PolicyWorker(_Worker):
             raise ValueError("old_logprobs are needed for more than one policy step")
         self.model.train()
         parts = []
-        for minibatch in minibatches(batch.num_rows, self.spec.steps, seed):
+        tensors = [advantages, old_logprobs, ref_logprobs]
+        for mb, (adv, old, ref) in self._minibatches(batch, tensors, seed):
             self.optimizer.zero_grad(set_to_none=True)
             totals = accumulate_policy_grads(
-                self._forward, batch, self._weighted_micro_batches(minibatch), advantages,
-                old_logprobs, ref_logprobs, self.loss,
+                self._forward, mb, self._weighted_micro_batches(mb, self.loss.aggregation),
+                adv, old, ref, self.loss,  # type: ignore[arg-type]
             )  # fmt: skip
             norm, lr = self._optimiser_step()
             parts.append({**totals, "grad_norm": norm, "lr": lr})
@@ -462,22 +479,28 @@ class CriticWorker(_Worker):
     def train(
         self, batch: PackedBatch, returns: torch.Tensor, old_values: torch.Tensor, seed: int
     ) -> CriticStats:
-        """``steps`` optimiser steps over ``minibatches`` of the rows (``seed`` fixes the
-        shuffles). Returned loss and clip_frac are this rank's parts (a group sums them)."""
-        steps = self.spec.steps
+        """``steps`` optimiser steps, one per mini-batch of the samples (``_minibatches``;
+        ``seed`` fixes the cut). Returned loss and clip_frac are this rank's parts of the means
+        over the steps (a group sums them); grad_norm is their mean, lr the last step's."""
         self.model.train()
         losses, clips, norms, lrs = [], [], [], []
-        for minibatch in minibatches(batch.num_rows, steps, seed):
+        for mb, (ret, old) in self._minibatches(batch, [returns, old_values], seed):
             self.optimizer.zero_grad(set_to_none=True)
-            micro = self._weighted_micro_batches(minibatch)
+            micro = self._weighted_micro_batches(mb, self.loss.aggregation)
             loss, clip = accumulate_value_grads(
-                self._values, batch, micro, returns, old_values, self.loss
+                self._values,
+                mb,
+                micro,
+                ret,
+                old,
+                self.loss,  # type: ignore[arg-type]
             )
-            losses.append(loss / steps)
-            clips.append(clip / steps)
+            losses.append(loss)
+            clips.append(clip)
             norm, lr = self._optimiser_step()
             norms.append(norm)
             lrs.append(lr)
+        n = len(losses)
         return CriticStats(
-            loss=sum(losses), clip_frac=sum(clips), grad_norm=sum(norms) / len(norms), lr=lrs[-1]
+            loss=sum(losses) / n, clip_frac=sum(clips) / n, grad_norm=sum(norms) / n, lr=lrs[-1]
         )

@@ -1,9 +1,12 @@
-"""PPO losses. Shape legend: B batch (rows), T tokens; ``mask`` is 1 on response tokens.
+"""PPO losses. Shape legend: B batch (rows), T tokens; ``mask`` is 1 on response tokens;
+``segment_ids`` (B, T) number the samples within each row (``zerorl.types.PackedBatch``).
 
-Every loss aggregates with ``masked_mean``: either one token mean over the whole tensor
-(``"token-mean"``) or ORZ's mean over rows of each row's token mean (``"row-mean"``, which with one
-packed row per micro-batch is exactly ORZ's "token mean within a packed sequence, averaged over the
-packed sequences").
+Every loss aggregates with ``masked_mean`` over *units*: response tokens (``token-mean``), samples
+(``seq-mean-token-mean``: each sample's token mean; ``seq-mean-token-sum``: each sample's token
+sum) or packed rows (``row-mean``, each row's token mean: with one packed row per micro-batch
+exactly ORZ's "token mean within a packed sequence, averaged over the packed sequences"). A step
+split into micro-batches (and ranks) weights each part by its share of the step's units
+(:func:`aggregation_units`), which gives the loss and gradients of one big batch.
 """
 
 from __future__ import annotations
@@ -12,23 +15,10 @@ from typing import Literal
 
 import torch
 
-Aggregation = Literal["token-mean", "row-mean"]
-
-
-def masked_mean(
-    x: torch.Tensor, mask: torch.Tensor, how: Aggregation = "token-mean"
-) -> torch.Tensor:
-    """Mean of ``x`` (B, T) where ``mask`` (B, T) is 1; rows with no masked token are skipped."""
-    mask = mask.to(x.dtype)
-    if how == "token-mean":
-        return (x * mask).sum() / mask.sum().clamp(min=1.0)
-    per_row = mask.sum(-1)
-    row_means = (x * mask).sum(-1) / per_row.clamp(min=1.0)
-    has_tokens = (per_row > 0).to(x.dtype)
-    return (row_means * has_tokens).sum() / has_tokens.sum().clamp(min=1.0)
-
-
-StepAggregation = Literal["token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "row-mean"]
+Aggregation = Literal["token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "row-mean"]
+AGGREGATIONS: tuple[Aggregation, ...] = (
+    "token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "row-mean",
+)  # fmt: skip
 
 
 def _per_sample(x: torch.Tensor, mask: torch.Tensor, segment_ids: torch.Tensor):
@@ -42,7 +32,9 @@ def _per_sample(x: torch.Tensor, mask: torch.Tensor, segment_ids: torch.Tensor):
     return sums[has], counts[has]
 
 
-def aggregation_units(mask: torch.Tensor, segment_ids: torch.Tensor, how: StepAggregation) -> int:
+def aggregation_units(
+    mask: torch.Tensor, segment_ids: torch.Tensor | None, how: Aggregation
+) -> int:
     """How many units ``how`` averages over in (B, T): response tokens (``token-mean``), samples
     with a response token (the ``seq-mean-*`` forms) or rows with one (``row-mean``). Summed over a
     step's micro-batches (and ranks) it is the denominator of :func:`aggregate_sum`."""
@@ -50,12 +42,14 @@ def aggregation_units(mask: torch.Tensor, segment_ids: torch.Tensor, how: StepAg
         return int((mask > 0).sum())
     if how == "row-mean":
         return int(((mask > 0).sum(-1) > 0).sum())
+    if segment_ids is None:
+        raise ValueError(f"{how} needs segment_ids")
     _, counts = _per_sample(mask.float(), mask, segment_ids)
     return int(counts.numel())
 
 
 def aggregate_sum(
-    x: torch.Tensor, mask: torch.Tensor, segment_ids: torch.Tensor, how: StepAggregation
+    x: torch.Tensor, mask: torch.Tensor, segment_ids: torch.Tensor | None, how: Aggregation
 ) -> torch.Tensor:
     """The sum over units of each unit's value of ``x`` (B, T), for a loss aggregated over a whole
     step: ``sum over micro-batches of aggregate_sum(mb) / step_units`` (``step_units`` the sum of
@@ -68,8 +62,31 @@ def aggregate_sum(
         m = mask.to(x.dtype)
         per_row = m.sum(-1)
         return ((x * m).sum(-1) / per_row.clamp(min=1.0)).sum()
+    if segment_ids is None:
+        raise ValueError(f"{how} needs segment_ids")
     sums, counts = _per_sample(x, mask, segment_ids)
     return sums.sum() if how == "seq-mean-token-sum" else (sums / counts).sum()
+
+
+def masked_mean(
+    x: torch.Tensor,
+    mask: torch.Tensor,
+    how: Aggregation = "token-mean",
+    segment_ids: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """``how``'s aggregate of ``x`` (B, T) over masked tokens: the mean over units of each unit's
+    value (:func:`aggregate_sum`); units without a masked token are skipped. The ``seq-mean-*``
+    forms need ``segment_ids``."""
+    mask = mask.to(x.dtype)
+    if how == "token-mean":
+        return (x * mask).sum() / mask.sum().clamp(min=1.0)
+    if how == "row-mean":
+        per_row = mask.sum(-1)
+        row_means = (x * mask).sum(-1) / per_row.clamp(min=1.0)
+        has_tokens = (per_row > 0).to(x.dtype)
+        return (row_means * has_tokens).sum() / has_tokens.sum().clamp(min=1.0)
+    units = aggregation_units(mask, segment_ids, how)
+    return aggregate_sum(x, mask, segment_ids, how) / max(units, 1)
 
 
 def policy_loss(
@@ -80,6 +97,7 @@ def policy_loss(
     clip_eps: float,
     how: Aggregation = "token-mean",
     clip_eps_high: float | None = None,
+    segment_ids: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """PPO clipped surrogate ``-min(r A, clip(r, 1-ε, 1+ε_high) A)``, aggregated over masked
     tokens; ``ε_high`` is ``clip_eps`` unless given (DAPO's clip-higher raises it alone).
@@ -92,7 +110,7 @@ def policy_loss(
     unclipped = -advantages * ratio
     high = clip_eps if clip_eps_high is None else clip_eps_high
     clipped = -advantages * ratio.clamp(1.0 - clip_eps, 1.0 + high)
-    loss = masked_mean(torch.maximum(unclipped, clipped), mask, how)
+    loss = masked_mean(torch.maximum(unclipped, clipped), mask, how, segment_ids)
     with torch.no_grad():
         clip_frac = masked_mean((clipped > unclipped).to(logprobs.dtype), mask)
         approx_kl = masked_mean((ratio - 1.0) - log_ratio, mask)
@@ -106,6 +124,7 @@ def value_loss(
     mask: torch.Tensor,
     clip: float,
     how: Aggregation = "token-mean",
+    segment_ids: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Clipped value loss ``0.5 * max((V - R)^2, (V_clip - R)^2)`` with
     ``V_clip = V_old + clip(V - V_old, -clip, clip)``, aggregated over masked tokens.
@@ -115,7 +134,7 @@ def value_loss(
     clipped_values = old_values + (values - old_values).clamp(-clip, clip)
     err = (values - returns) ** 2
     err_clipped = (clipped_values - returns) ** 2
-    loss = 0.5 * masked_mean(torch.maximum(err, err_clipped), mask, how)
+    loss = 0.5 * masked_mean(torch.maximum(err, err_clipped), mask, how, segment_ids)
     with torch.no_grad():
         clip_frac = masked_mean((err_clipped > err).to(values.dtype), mask)
     return loss, {"clip_frac": float(clip_frac)}

@@ -138,6 +138,80 @@ def pack(
     )
 
 
+def sample_minibatches(n_samples: int, steps: int, seed: int) -> list[list[int]]:
+    """The samples of each of a step's mini-batches (one optimiser step each).
+
+    One step: every sample, in order. More: the samples shuffled (seeded) and cut into
+    ``min(steps, n_samples)`` contiguous parts whose sizes differ by at most one, so every sample
+    is used exactly once per pass whatever the row count (ORZ cuts *rows* instead and leaves
+    ``rows % steps`` of them out).
+    """
+    if steps == 1:
+        return [list(range(n_samples))]
+    perm = torch.randperm(n_samples, generator=torch.Generator().manual_seed(seed)).tolist()
+    k = min(steps, n_samples)
+    q, r = divmod(n_samples, k)
+    bounds = [i * q + min(i, r) for i in range(k + 1)]
+    return [perm[bounds[i] : bounds[i + 1]] for i in range(k)]
+
+
+def repack(
+    batch: PackedBatch,
+    samples: Sequence[int],
+    tensors: Sequence[torch.Tensor] = (),
+    packing: Packing = "next-fit",
+    pad_id: int = 0,
+) -> tuple[PackedBatch, list[torch.Tensor]]:
+    """The batch made of ``samples`` only (indices as in ``batch.sample_index``), packed anew
+    into rows no longer than ``batch``'s, with each of ``tensors`` (B, T), aligned with ``batch``,
+    moved along with its samples' tokens (0 on the new padding).
+
+    ``next-fit`` fills rows in the order of ``samples``; ``first-fit-decreasing`` as
+    :func:`pack_rows`. Every token of a sample keeps its ids, position ids, masks and reward, so
+    a per-sample quantity of the new batch equals that of the old one.
+    """
+    where = {
+        i: (b, start, end)
+        for b, (bounds, index) in enumerate(zip(batch.sample_bounds, batch.sample_index))
+        for (start, end), i in zip(bounds, index)
+    }
+    spans = [where[i] for i in samples]
+    lengths = [end - start for _, start, end in spans]
+    width = batch.input_ids.shape[1]
+    if packing == "next-fit":
+        plan = next_fit_rows(lengths, width, range(len(samples)))
+    else:
+        plan = first_fit_decreasing_rows(lengths, width)
+    T = max((sum(lengths[k] for k in row) for row in plan), default=0)
+    sources = [batch.input_ids, batch.position_ids, batch.response_mask, batch.token_rewards]
+    out = [torch.zeros((len(plan), T), dtype=x.dtype) for x in (*sources, *tensors)]
+    out[0].fill_(pad_id)
+    segment_ids = torch.zeros((len(plan), T), dtype=torch.long)
+    new_bounds: list[list[tuple[int, int]]] = []
+    for r, row in enumerate(plan):
+        at, row_bounds = 0, []
+        for k in row:
+            b, start, end = spans[k]
+            for dst, src in zip(out, (*sources, *tensors)):
+                dst[r, at : at + lengths[k]] = src[b, start:end]
+            segment_ids[r, at : at + lengths[k]] = len(row_bounds) + 1
+            row_bounds.append((at, at + lengths[k]))
+            at += lengths[k]
+        out[1][r, at:] = torch.arange(T - at)
+        new_bounds.append(row_bounds)
+    packed = PackedBatch(
+        input_ids=out[0],
+        position_ids=out[1],
+        attention_mask=(segment_ids > 0).long(),
+        segment_ids=segment_ids,
+        response_mask=out[2],
+        token_rewards=out[3],
+        sample_bounds=new_bounds,
+        sample_index=[[samples[k] for k in row] for row in plan],
+    )
+    return packed, out[4:]
+
+
 def scatter_responses(values: Sequence[Sequence[float]], batch: PackedBatch) -> torch.Tensor:
     """Per-sample response-token values laid out like the batch :
     (B, T), ``values[i]`` on sample i's response tokens, 0 elsewhere. ``values[i]`` must hold one
