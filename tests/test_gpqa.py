@@ -70,3 +70,31 @@ def test_the_letter_is_judged(gpqa: list[Prompt]) -> None:
         samples = judge([prompt], [responses], pool)
     assert [s.correct for s in samples] == [1, 1, 1, 1, 0, 0, 0]
     assert [s.vote for s in samples[:5]] == [truth] * 4 + [wrong]
+
+
+def test_eval_on_orzs_file_stays_inside_a_small_models_context(gpqa, tiny_model_dir, tmp_path):
+    """``zerorl eval gpqa-diamond`` with a model whose context is shorter than most GPQA prompts
+    (the toy model: 512 tokens) finishes at once: prompts that fill the context get an empty
+    response (scored 0, counted in a warning), the others stop at the context's end."""
+    from test_eval_cli import invoke, lines
+
+    from zerorl.data.template import render
+    from zerorl.models import load_tokenizer
+
+    result = invoke(
+        "eval", "gpqa-diamond", "--model", tiny_model_dir, "--data-dir", EVAL_DIR,
+        "--limit", 5, "--samples", 2, "--max-new-tokens", 8000, "--out", tmp_path / "out",
+        "--threads", 1, "--reward-workers", 1,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    tokenizer = load_tokenizer(str(tiny_model_dir))
+    lengths = [len(tokenizer.encode(render(p.question))) for p in gpqa[:5]]
+    lost = sum(n >= 1024 for n in lengths)
+    assert 0 < lost < 5, lengths
+    assert f"{lost} of 5 prompts are longer than the model's context (1024" in " ".join(
+        result.output.split()
+    )
+    samples = lines(tmp_path / "out" / "samples.jsonl")
+    assert len(samples) == 10
+    assert sum(s["length"] == 0 for s in samples) >= 2 * lost
+    assert all(s["correct"] == 0 for s in samples if s["length"] == 0)

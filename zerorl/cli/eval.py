@@ -195,6 +195,7 @@ def _run_eval(sets, engine, fmt, settings: dict[str, Any], reward_workers: int) 
         Progress(*columns, console=console) as bar,
     ):
         for name, prompts in sets:
+            _warn_context(name, [fmt.render(p.question) for p in prompts], engine)
             task = bar.add_task(f"{name} ({k} samples)", total=len(prompts))
 
             def advance(done: int, task: int = task) -> None:
@@ -212,6 +213,21 @@ def _run_eval(sets, engine, fmt, settings: dict[str, Any], reward_workers: int) 
             )
             results.append(result)
     return results
+
+
+def _warn_context(name: str, texts: list[str], engine) -> None:
+    """Say how many prompts fill the model's context by themselves (their responses are empty
+    and score 0): a small model on a long-prompt benchmark, e.g. the toy model on GPQA."""
+    from zerorl.rollout.base import fitting_prompts
+
+    ids = engine.encode(texts)
+    lost = len(ids) - len(fitting_prompts(engine.model, ids))
+    if lost:
+        context = engine.model.config.max_position_embeddings
+        console.print(
+            f"[yellow]warning:[/] {name}: {lost} of {len(ids)} prompts are longer than the "
+            f"model's context ({context} tokens); their responses are empty and score 0"
+        )
 
 
 def _print_summary(summary: dict[str, Any]) -> None:

@@ -55,6 +55,31 @@ def eos_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> set[i
     return {int(e) for e in [*eos, tokenizer.eos_token_id] if e is not None}
 
 
+def context_room(model: PreTrainedModel, prompt_width: int, max_new_tokens: int) -> int:
+    """How many tokens may follow a prompt of ``prompt_width`` tokens: ``max_new_tokens``, cut to
+    what the model's context (``max_position_embeddings``) leaves; 0 when the prompt alone fills
+    it. Positions past the context are not an error in a rotary model, only nonsense, and slow:
+    so no engine generates there (vLLM refuses such prompts by itself, ``max_model_len``). A
+    batch of prompts decoded together gets the room of its longest (``prompt_width`` is the
+    padded width): engines batch prompts of similar lengths, so the cut is rarely below a
+    prompt's own room, and a response cut by it is marked ``length``."""
+    context = getattr(model.config, "max_position_embeddings", None)
+    if not context:
+        return max_new_tokens
+    return max(0, min(max_new_tokens, context - prompt_width))
+
+
+def no_room(prompt_index: int, prompt_ids: list[int]) -> Completion:
+    """The completion of a prompt that leaves no room in the context: empty, cut (scores 0)."""
+    return Completion(prompt_index, prompt_ids, [], "", "length", [])
+
+
+def fitting_prompts(model: PreTrainedModel, prompt_ids: list[list[int]]) -> list[int]:
+    """The indices of the prompts that leave room for at least one token in the model's context;
+    an engine answers the others with :func:`no_room` so that they do not cut a batch's room."""
+    return [i for i, ids in enumerate(prompt_ids) if context_room(model, len(ids), 1) > 0]
+
+
 def trim_at_stop(
     token_ids: list[int], eos_ids: set[int], stops: tuple[str, ...], decode
 ) -> tuple[list[int], bool]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Literal
 
@@ -21,7 +21,14 @@ import torch
 from torch import Tensor
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from zerorl.rollout.base import eos_ids, load_into, trim_at_stop
+from zerorl.rollout.base import (
+    context_room,
+    eos_ids,
+    fitting_prompts,
+    load_into,
+    no_room,
+    trim_at_stop,
+)
 from zerorl.rollout.decoders import (
     Decoder,
     HFForwardDecoder,
@@ -101,8 +108,14 @@ class FastEngine:
         # On a GPU one chunk (one stream of kernels) decodes the whole batch.
         on_gpu = self.model.device.type == "cuda"
         workers = self.workers or (1 if on_gpu else torch.get_num_threads())
-        rows = min(self.batch_size, len(prompts) * params.n)  # rows decoded at once, in all
-        chunks = self._chunks(prompt_ids, params, -(-rows // workers))
+        fits = fitting_prompts(self.model, prompt_ids)
+        out: list[list[Completion]] = [
+            [no_room(i, ids) for _ in range(params.n)] for i, ids in enumerate(prompt_ids)
+        ]
+        if not fits:
+            return out
+        rows = min(self.batch_size, len(fits) * params.n)  # rows decoded at once, in all
+        chunks = self._chunks(prompt_ids, fits, params, -(-rows // workers))
         workers = min(workers, len(chunks))
         # Built per call: the fused weights are copies, and training changes the model's.
         weights = NativeWeights(self.model) if self.backend == "native" else None
@@ -122,11 +135,10 @@ class FastEngine:
         finally:
             torch.set_num_threads(threads)
             self.model.train(was_training)
-        out: list[list[Completion | None]] = [[None] * params.n for _ in prompts]
         for chunk, completions in zip(chunks, results):
             for (i, s), completion in zip(chunk.pairs, completions):
                 out[i][s] = completion
-        return out  # type: ignore[return-value]
+        return out
 
     def _stopper(self, params: SamplingParams) -> StopDetector:
         if params.stop and self._texts is None:
@@ -136,10 +148,11 @@ class FastEngine:
         )
 
     def _chunks(
-        self, prompt_ids: list[list[int]], params: SamplingParams, size: int
+        self, prompt_ids: list[list[int]], indices: list[int], params: SamplingParams, size: int
     ) -> list[_Chunk]:
-        """Pairs sorted by prompt length (less padding), samples of a prompt kept together."""
-        pairs = [(i, s) for i in range(len(prompt_ids)) for s in range(params.n)]
+        """Pairs of the prompts ``indices``, sorted by prompt length (less padding), samples of a
+        prompt kept together."""
+        pairs = [(i, s) for i in indices for s in range(params.n)]
         pairs.sort(key=lambda p: (len(prompt_ids[p[0]]), p))
         chunks = []
         for start in range(0, len(pairs), size):
@@ -160,6 +173,9 @@ class FastEngine:
         weights: NativeWeights | None,
     ) -> list[Completion]:
         ids, mask = self._left_pad(chunk.groups)
+        params = replace(
+            params, max_new_tokens=context_room(self.model, ids.shape[1], params.max_new_tokens)
+        )
         B, T = len(chunk.pairs), params.max_new_tokens
         tokens = torch.zeros(B, T, dtype=torch.long)
         logps = torch.zeros(B, T)

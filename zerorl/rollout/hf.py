@@ -7,6 +7,7 @@ itself, so weights never need copying.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 
 import torch
 from transformers import (
@@ -16,7 +17,14 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from zerorl.rollout.base import eos_ids, load_into, trim_at_stop
+from zerorl.rollout.base import (
+    context_room,
+    eos_ids,
+    fitting_prompts,
+    load_into,
+    no_room,
+    trim_at_stop,
+)
 from zerorl.types import Completion, SamplingParams
 
 
@@ -72,10 +80,12 @@ class HFEngine:
 
     def generate(self, prompts: list[str], params: SamplingParams) -> list[list[Completion]]:
         prompt_ids = self.encode(prompts)
-        pairs = [(i, s) for i in range(len(prompts)) for s in range(params.n)]
+        pairs = [(i, s) for i in fitting_prompts(self.model, prompt_ids) for s in range(params.n)]
         # Similar lengths together: less left padding per chunk.
         pairs.sort(key=lambda p: (len(prompt_ids[p[0]]), p))
-        out: list[list[Completion | None]] = [[None] * params.n for _ in prompts]
+        out: list[list[Completion | None]] = [
+            [no_room(i, ids) for _ in range(params.n)] for i, ids in enumerate(prompt_ids)
+        ]
         was_training = self.model.training
         self.model.eval()
         with torch.random.fork_rng(devices=[]), torch.inference_mode():
@@ -92,6 +102,9 @@ class HFEngine:
     def _generate_chunk(self, ids: list[list[int]], params: SamplingParams) -> list[Completion]:
         pad = self.tokenizer.pad_token_id
         width = max(len(x) for x in ids)
+        params = replace(
+            params, max_new_tokens=context_room(self.model, width, params.max_new_tokens)
+        )
         input_ids = torch.tensor([[pad] * (width - len(x)) + x for x in ids])
         attention = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in ids])
         kwargs: dict[str, object] = {}
