@@ -96,6 +96,7 @@ class PPOConfig:
     gamma: float = _f(1.0, "GAE discount γ (ORZ: 1.0; γ < 1 shortens responses)")
     lam: float = _f(1.0, "GAE λ (ORZ: 1.0; 0.95 was slower and unstable)")
     clip_eps: float = _f(0.2, "PPO ratio clip ε")
+    clip_eps_high: float = _f(0.0, "upper ratio clip, DAPO's clip-higher (e.g. 0.28); 0 = clip_eps")
     value_clip: float = _f(0.2, "critic value clip")
     normalize_advantages: bool = _f(True, "whiten advantages over all response tokens of the batch")
     policy_steps: int = _f(1, "policy optimiser steps (mini-batches) per generation (ORZ: 1)")
@@ -120,6 +121,28 @@ class PPOConfig:
         "row-mean: token mean per packed row, averaged over rows (ORZ); token-mean: over all "
         "response tokens of the (mini-)batch; seq-mean-token-mean/-sum: per sample, then the mean",
     )
+
+
+@dataclass
+class AlgoConfig:
+    advantage: Literal["gae", "grpo", "grpo_orz", "dr_grpo", "rloo", "reinforce_pp"] = _f(
+        "gae",
+        "advantage estimator: gae (PPO with a critic, ORZ) or critic-free, from each sample's "
+        "reward and its prompt's group (no critic is built): grpo, grpo_orz, dr_grpo, rloo, "
+        "reinforce_pp",
+    )
+    dynamic_sampling: bool = _f(
+        False, "DAPO: drop prompts whose samples all got one reward; draw more to fill the step"
+    )
+    max_draws: int = _f(4, "dynamic sampling: generation rounds per step at most (the cap)")
+    overlong_buffer: int = _f(
+        0, "DAPO's soft overlong penalty: over the last N tokens before rollout.max_new_tokens "
+        "the reward falls linearly by up to 1 (0 = off)",
+    )  # fmt: skip
+
+    @property
+    def needs_critic(self) -> bool:
+        return self.advantage == "gae"
 
 
 @dataclass
@@ -202,6 +225,7 @@ class Config:
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
     reward: RewardConfig = field(default_factory=RewardConfig)
     ppo: PPOConfig = field(default_factory=PPOConfig)
+    algo: AlgoConfig = field(default_factory=AlgoConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
@@ -360,6 +384,17 @@ def validate(cfg: Config) -> None:
         (cfg.ppo.policy_steps >= 1, "ppo.policy_steps must be >= 1"),
         (cfg.ppo.critic_steps >= 1, "ppo.critic_steps must be >= 1"),
         (cfg.ppo.tis_cap >= 0, "ppo.tis_cap must be >= 0 (0 = off)"),
+        (cfg.ppo.clip_eps_high >= 0, "ppo.clip_eps_high must be >= 0 (0 = ppo.clip_eps)"),
+        (cfg.algo.max_draws >= 1, "algo.max_draws must be >= 1"),
+        (
+            0 <= cfg.algo.overlong_buffer <= cfg.rollout.max_new_tokens,
+            "algo.overlong_buffer must be in [0, rollout.max_new_tokens]",
+        ),
+        (
+            cfg.algo.needs_critic or cfg.ppo.kl_penalty_coef == 0,
+            "ppo.kl_penalty_coef shapes GAE's token rewards: it needs algo.advantage=gae "
+            "(use ppo.kl_loss_coef with a critic-free estimator)",
+        ),
         (len(cfg.optim.betas) == 2, "optim.betas must hold two numbers"),
         (cfg.optim.warmup_steps >= 0, "optim.warmup_steps must be >= 0"),
         (cfg.train.steps >= 0 and cfg.train.episodes > 0, "train.steps >= 0, train.episodes > 0"),

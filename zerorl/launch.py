@@ -178,7 +178,8 @@ def _train(
         if checkpoint is not None:
             trainer.load_state_dict(load_trainer_state(checkpoint))
             roles.policy.load_optim(checkpoint / "policy")
-            roles.critic.load_optim(checkpoint / "critic")
+            if roles.critic is not None:
+                roles.critic.load_optim(checkpoint / "critic")
             if trainer.step > total:
                 raise ConfigError(f"train.steps={total}: the checkpoint is at step {trainer.step}")
             on_info(f"resumed {run.path} at step {trainer.step} of {total}")

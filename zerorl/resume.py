@@ -26,6 +26,7 @@ REFUSED: dict[str, str] = {
     "model.critic_path": _WEIGHTS,
     "model.dtype": _WEIGHTS,
     "model.value_head_init": "the critic's value head is already trained",
+    "algo.advantage": "a critic is trained (gae) or not at all; the checkpoint has one or none",
     "toy.world_seed": _WEIGHTS + " (the toy world built for that seed)",
     "data.train_files": _DATA,
     "data.toy_train_size": _DATA,

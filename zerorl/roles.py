@@ -89,7 +89,7 @@ class Roles:
     engine: RolloutEngine
     reward: RewardRole
     policy: PolicyRole
-    critic: CriticRole
+    critic: CriticRole | None  # None: a critic-free advantage estimator (algo.advantage)
     tokenizer: PreTrainedTokenizerBase
     reference: PolicyRole | None = None  # only for the KL ablations
 
@@ -119,7 +119,9 @@ def policy_specs(
         return spec, PolicyLossSpec()
     lr = cfg.optim.policy_lr
     worker = WorkerSpec(optim_spec(cfg, lr), p.policy_steps, t.micro_rows, device=device)
-    loss = PolicyLossSpec(p.clip_eps, p.loss_aggregation, p.kl_loss_coef, p.entropy_coef)
+    loss = PolicyLossSpec(
+        p.clip_eps, p.loss_aggregation, p.clip_eps_high or None, p.kl_loss_coef, p.entropy_coef
+    )
     return worker, loss
 
 
@@ -147,8 +149,10 @@ def build_local_roles(cfg: Config, checkpoint: Path | None = None) -> Roles:
     tokenizer = load_tokenizer(policy_path)
     policy_model = load_policy_rank(model_spec(cfg, policy_path), 0, 1, device)
     policy = PolicyWorker(policy_model, *policy_specs(cfg, device=device))
-    critic_model = load_critic_rank(model_spec(cfg, critic_path), 0, 1, device)
-    critic = CriticWorker(critic_model, *critic_specs(cfg, device))
+    critic = None
+    if cfg.algo.needs_critic:
+        critic_model = load_critic_rank(model_spec(cfg, critic_path), 0, 1, device)
+        critic = CriticWorker(critic_model, *critic_specs(cfg, device))
     reference = None
     p = cfg.ppo
     if p.kl_loss_coef > 0 or p.kl_penalty_coef > 0:

@@ -203,7 +203,8 @@ class RunDir:
     def save_checkpoint(
         self, step: int, policy, critic, tokenizer, state: dict[str, Any], keep: int = 0
     ) -> Path:
-        """Write policy/, critic/ (each worker's ``save``), trainer_state.pt and a manifest into a
+        """Write policy/, critic/ (each worker's ``save``; no critic/ without a critic, ``None``),
+        trainer_state.pt and a manifest into a
         temporary folder, rename it into place, then point ``latest`` at it: a crash never leaves
         a half-written checkpoint under a ``step_N`` name. Checks free space first (as much as
         the previous checkpoint took); a failed save removes its temporary folder. Then only the
@@ -218,6 +219,8 @@ class RunDir:
             with self._disk(f"checkpoint step_{step}", needed):
                 tmp.mkdir()
                 for name, worker in (("policy", policy), ("critic", critic)):
+                    if worker is None:
+                        continue
                     worker.save(tmp / name)
                     tokenizer.save_pretrained(tmp / name)
                 torch.save(state, tmp / "trainer_state.pt")

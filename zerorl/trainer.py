@@ -10,12 +10,13 @@ import random
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 
 import numpy as np
 import torch
 
 from zerorl.config import Config
-from zerorl.core.advantages import normalize, packed_gae
+from zerorl.core.advantages import group_advantages, normalize, overlong_penalty, packed_gae
 from zerorl.core.losses import (
     explained_variance,
     kl_to_reference,
@@ -34,7 +35,8 @@ from zerorl.types import Completion, PackedBatch, Prompt, SamplingParams, Scored
 
 
 class StageTimer:
-    """``with timer("generate"):`` records seconds under ``time/generate``."""
+    """``with timer("generate"):`` adds the seconds to ``time/generate`` (a stage that runs
+    several times in a step, as generation with dynamic sampling, sums its runs)."""
 
     def __init__(self) -> None:
         self.times: dict[str, float] = {}
@@ -43,7 +45,8 @@ class StageTimer:
     def __call__(self, name: str) -> Iterator[None]:
         start = time.perf_counter()
         yield
-        self.times[f"time/{name}"] = time.perf_counter() - start
+        key = f"time/{name}"
+        self.times[key] = self.times.get(key, 0.0) + time.perf_counter() - start
 
 
 def step_seed(seed: int, step: int, stream: int) -> int:
@@ -94,16 +97,7 @@ class Trainer:
     def train_step(self) -> tuple[dict[str, float], list[RolloutRecord]]:
         cfg, roles, timer = self.cfg, self.roles, StageTimer()
         start = time.perf_counter()
-        prompts = self.stream.next_batch(cfg.rollout.prompts_per_step)
-        with timer("generate"):
-            completions = roles.engine.generate(
-                [render(p.question) for p in prompts], self.sampling_params()
-            )
-            completions = cap_total_length(
-                completions, cfg.rollout.max_total_tokens, roles.tokenizer.decode
-            )
-        with timer("reward"):
-            samples, reward_stats = self.score(prompts, completions)
+        samples, rollout_stats = self.rollout(timer)  # times generate and reward
         with timer("pack"):
             batch = self.make_experience(samples)
             engine_lp = self.engine_logprobs(samples, batch)
@@ -112,14 +106,24 @@ class Trainer:
             forward_old = self.needs_old_logprobs or engine_lp is not None
             old = roles.policy.logprobs(batch).logprobs if forward_old else None
             ref = roles.reference.logprobs(batch).logprobs if roles.reference else None
-        with timer("values"):
-            values = roles.critic.values(batch)
+        values = None
+        if roles.critic is not None:
+            with timer("values"):
+                values = roles.critic.values(batch)
         with timer("advantages"):
-            advantages, returns = self.advantages(batch, values, old, ref, engine_lp)
-        with timer("critic_update"):
-            critic = roles.critic.train(
-                batch, returns, values, step_seed(cfg.train.seed, self.step, 1)
-            )
+            advantages, returns = self.advantages(batch, samples, values, old, ref, engine_lp)
+        critic_metrics: dict[str, float] = {}
+        if roles.critic is not None and values is not None:
+            with timer("critic_update"):
+                critic = roles.critic.train(
+                    batch, returns, values, step_seed(cfg.train.seed, self.step, 1)
+                )
+            critic_metrics = {
+                **{f"critic/{k}": v for k, v in vars(critic).items()},
+                "critic/explained_variance": explained_variance(
+                    values, returns, batch.response_mask
+                ),
+            }
         with timer("policy_update"):
             policy_seed = step_seed(cfg.train.seed, self.step, 3)
             policy = roles.policy.train(batch, advantages, old, ref, seed=policy_seed)
@@ -127,11 +131,10 @@ class Trainer:
             roles.engine.load_weights(roles.policy.weights())
         timer.times["time/step"] = time.perf_counter() - start
         metrics = {
-            **reward_stats,
+            **rollout_stats,
             **self.sample_metrics(samples),
             **{f"policy/{k}": v for k, v in vars(policy).items()},
-            **{f"critic/{k}": v for k, v in vars(critic).items()},
-            "critic/explained_variance": explained_variance(values, returns, batch.response_mask),
+            **critic_metrics,
             "pack/rows": batch.num_rows,
             "pack/efficiency": packing_efficiency(batch),
             "data/epoch": self.stream.state.epoch,
@@ -152,7 +155,8 @@ class Trainer:
         p = self.cfg.ppo
         return p.policy_steps > 1 or p.kl_penalty_coef > 0 or p.recompute_logprobs
 
-    def sampling_params(self) -> SamplingParams:
+    def sampling_params(self, draw: int = 0) -> SamplingParams:
+        """The step's sampling; ``draw`` > 0 numbers dynamic sampling's extra rounds."""
         r = self.cfg.rollout
         return SamplingParams(
             n=r.samples_per_prompt,
@@ -160,28 +164,83 @@ class Trainer:
             top_p=r.top_p,
             max_new_tokens=r.max_new_tokens,
             stop=STOP_STRINGS,
-            seed=step_seed(self.cfg.train.seed, self.step, 0),
+            seed=step_seed(self.cfg.train.seed, self.step, 10 + draw if draw else 0),
         )
+
+    def rollout(self, timer: StageTimer) -> tuple[list[ScoredSample], dict[str, float]]:
+        """Generate and score the step's samples, each tagged with its prompt's group.
+
+        With ``algo.dynamic_sampling`` (DAPO), groups whose samples all got the same reward (no
+        learning signal for a group baseline) are dropped and more prompts drawn, for at most
+        ``algo.max_draws`` generation rounds; the step trains on the first
+        ``rollout.prompts_per_step`` groups kept (fewer when the cap is reached; the last round's
+        groups unfiltered when none was kept).
+        """
+        want, a = self.cfg.rollout.prompts_per_step, self.cfg.algo
+        kept: list[list[ScoredSample]] = []
+        totals = {"reward/timeouts": 0.0, "reward/errors": 0.0, "data/dropped_empty": 0.0}
+        groups: list[list[ScoredSample]] = []
+        draws = 0
+        while draws < (a.max_draws if a.dynamic_sampling else 1) and len(kept) < want:
+            prompts = self.stream.next_batch(want - len(kept) if draws else want)
+            with timer("generate"):
+                completions = self.roles.engine.generate(
+                    [render(p.question) for p in prompts], self.sampling_params(draws)
+                )
+                completions = cap_total_length(
+                    completions, self.cfg.rollout.max_total_tokens, self.roles.tokenizer.decode
+                )
+            with timer("reward"):
+                groups, stats = self.score(prompts, completions)
+            for key, value in stats.items():
+                totals[key] = totals.get(key, 0.0) + value
+            draws += 1
+            kept += [g for g in groups if not a.dynamic_sampling or len({s.reward for s in g}) > 1]
+        if "reward/overlong_penalty" in totals:  # a mean per round: the mean over rounds
+            totals["reward/overlong_penalty"] /= draws
+        if a.dynamic_sampling:
+            totals["data/draws"] = float(draws)
+            totals["data/kept_groups"] = float(min(len(kept), want))
+            kept = kept[:want] or groups
+        samples = []
+        for group_id, group in enumerate(kept):
+            samples += [replace(s, group=group_id) for s in group]
+        if not samples:
+            raise RuntimeError("every response of this step is empty; nothing to train on")
+        return samples, totals
 
     def score(
         self, prompts: list[Prompt], completions: list[list[Completion]]
-    ) -> tuple[list[ScoredSample], dict[str, float]]:
-        """Binary rule reward per completion (0 if truncated); empty responses are dropped."""
+    ) -> tuple[list[list[ScoredSample]], dict[str, float]]:
+        """Binary rule reward per completion (0 if truncated), plus DAPO's overlong penalty when
+        ``algo.overlong_buffer`` is on; one list of samples per prompt. Empty responses are
+        dropped (a prompt may be left with none)."""
         flat = [(p, c) for p, cs in zip(prompts, completions) for c in cs]
         result = self.roles.reward.score(
             [c.text for _, c in flat],
             [p.ground_truth for p, _ in flat],
             [c.finish_reason == "stop" for _, c in flat],
         )
-        samples = [ScoredSample(p, c, s) for (p, c), s in zip(flat, result.scores) if c.token_ids]
-        if not samples:
-            raise RuntimeError("every response of this step is empty; nothing to train on")
+        scores = torch.tensor(result.scores, dtype=torch.float64)
         stats = {
             "reward/timeouts": float(result.timeouts),
             "reward/errors": float(result.errors),
-            "data/dropped_empty": float(len(flat) - len(samples)),
+            "data/dropped_empty": float(sum(not c.token_ids for _, c in flat)),
         }
-        return samples, stats
+        buffer = self.cfg.algo.overlong_buffer
+        if buffer:
+            lengths = torch.tensor([len(c.token_ids) for _, c in flat])
+            penalty = overlong_penalty(lengths, self.cfg.rollout.max_new_tokens, buffer)
+            scores = scores + penalty
+            stats["reward/overlong_penalty"] = float(penalty.mean())
+        groups: list[list[ScoredSample]] = [[] for _ in prompts]
+        k = 0
+        for i, cs in enumerate(completions):
+            for c in cs:
+                if c.token_ids:
+                    groups[i].append(ScoredSample(prompts[i], c, float(scores[k])))
+                k += 1
+        return [g for g in groups if g], stats
 
     def make_experience(self, samples: list[ScoredSample]) -> PackedBatch:
         return pack(
@@ -218,22 +277,40 @@ class Trainer:
     def advantages(
         self,
         batch: PackedBatch,
-        values: torch.Tensor,
+        samples: list[ScoredSample],
+        values: torch.Tensor | None,
         logprobs: torch.Tensor | None,
         ref_logprobs: torch.Tensor | None,
         engine_lp: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Packed GAE on the token rewards (minus a KL penalty in that ablation), then whitening;
-        with ``ppo.tis_cap`` the advantages carry the truncated importance weights."""
-        p = self.cfg.ppo
-        rewards = batch.token_rewards
-        if logprobs is not None and ref_logprobs is not None and p.kl_penalty_coef > 0:
-            rewards = rewards - p.kl_penalty_coef * kl_to_reference(logprobs, ref_logprobs, "k1")
-        adv, returns = packed_gae(
-            rewards, values, batch.response_mask, batch.segment_ids, p.gamma, p.lam
-        )
-        if p.normalize_advantages:
-            adv = normalize(adv, batch.response_mask)
+        """Per-token advantages and returns (B, T).
+
+        ``gae``: packed GAE on the token rewards (minus a KL penalty in that ablation) and the
+        critic's values, then whitening. A critic-free estimator: ``group_advantages`` of the
+        samples' rewards within their prompt's group, the same on every response token (no
+        whitening beyond the estimator's own; returns are the advantages, unused). With
+        ``ppo.tis_cap`` the advantages carry the truncated importance weights.
+        """
+        p, estimator = self.cfg.ppo, self.cfg.algo.advantage
+        if estimator == "gae":
+            assert values is not None, "gae needs the critic's values"
+            rewards = batch.token_rewards
+            if logprobs is not None and ref_logprobs is not None and p.kl_penalty_coef > 0:
+                kl = kl_to_reference(logprobs, ref_logprobs, "k1")
+                rewards = rewards - p.kl_penalty_coef * kl
+            adv, returns = packed_gae(
+                rewards, values, batch.response_mask, batch.segment_ids, p.gamma, p.lam
+            )
+            if p.normalize_advantages:
+                adv = normalize(adv, batch.response_mask)
+        else:
+            per_sample = group_advantages(
+                torch.tensor([s.reward for s in samples]),
+                torch.tensor([s.group for s in samples]),
+                estimator,
+            )
+            tokens = [[a] * s.response_length for a, s in zip(per_sample.tolist(), samples)]
+            adv = returns = scatter_responses(tokens, batch)
         if p.tis_cap > 0:
             if logprobs is None or engine_lp is None:
                 raise RuntimeError("ppo.tis_cap needs an engine that returns log-probs")
@@ -288,11 +365,12 @@ class Trainer:
         passes (tokens times the passes over the batch, forward or forward+backward alike)."""
         new_tokens = sum(s.response_length for s in samples)
         packed_tokens = float(batch.attention_mask.sum())
-        # Old log-probs (when run), values, the critic's mini-batches and the policy update
-        # (one pass over the samples each).
-        passes = float(forward_old) + 3.0
+        # Old log-probs (when run), values and the critic's mini-batches (with a critic), the
+        # policy update: one pass over the samples each.
+        passes = float(forward_old) + 1.0 + (2.0 if self.roles.critic is not None else 0.0)
         train_time = sum(
-            times[f"time/{k}"] for k in ("logprobs", "values", "critic_update", "policy_update")
+            times.get(f"time/{k}", 0.0)
+            for k in ("logprobs", "values", "critic_update", "policy_update")
         )
         return {
             "throughput/tokens_per_s": (packed_tokens + new_tokens) / times["time/step"],
@@ -341,4 +419,4 @@ class Trainer:
         keep = self.cfg.train.keep_checkpoints
         self.run.save_checkpoint(
             self.step, r.policy, r.critic, r.tokenizer, self.state_dict(), keep=keep
-        )
+        )  # no critic/ when the estimator needs none

@@ -59,6 +59,7 @@ class ScoredSample:
     prompt: Prompt
     completion: Completion
     reward: float
+    group: int = 0  # the prompt's index in the step: samples of one prompt share it
 
     @property
     def response_length(self) -> int:

@@ -179,7 +179,7 @@ def _build(cfg: Config, checkpoint: Path | None, s: DistConfig, cluster: RayClus
     critic_path = str(checkpoint / "critic") if checkpoint else (m.critic_path or m.path)
     with_reference = p.kl_loss_coef > 0 or p.kl_penalty_coef > 0
     tp = r.vllm_tensor_parallel
-    seats = layout(s, engine_count(s, r.num_engines, tp), tp, with_reference)
+    seats = layout(s, engine_count(s, r.num_engines, tp), tp, with_reference, cfg.algo.needs_critic)
     check_cluster(seats, s.reward_cpus, can_grow=bool(s.address))
     cluster.placement_group = pg = reserve(seats, s.start_timeout_s)
     options = {"num_cpus": s.reward_cpus, "name": f"{cluster.tag}-reward"}
@@ -205,8 +205,10 @@ def _build(cfg: Config, checkpoint: Path | None, s: DistConfig, cluster: RayClus
 
     policy_members = group(PolicyActor, "policy", policy_path, policy_specs(cfg), seats.policy)
     policy = PolicyGroup(policy_members, s.call_timeout_s, phases, m.dtype)
-    critic_members = group(CriticActor, "critic", critic_path, critic_specs(cfg), seats.critic)
-    critic = CriticGroup(critic_members, s.call_timeout_s, phases)
+    critic = None
+    if cfg.algo.needs_critic:
+        members = group(CriticActor, "critic", critic_path, critic_specs(cfg), seats.critic)
+        critic = CriticGroup(members, s.call_timeout_s, phases)
     reference = None
     if with_reference:  # the initial policy, also when resuming
         ref_specs = policy_specs(cfg, reference=True)

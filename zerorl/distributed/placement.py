@@ -57,9 +57,13 @@ def engine_count(s: DistConfig, configured: int, tensor_parallel: int) -> int:
     return configured
 
 
-def layout(s: DistConfig, engines: int, tensor_parallel: int, reference: bool) -> Layout:
-    """Bundles and seats for every actor (see the module docstring)."""
-    policy, critic = group_sizes(s)
+def layout(
+    s: DistConfig, engines: int, tensor_parallel: int, reference: bool, critic: bool = True
+) -> Layout:
+    """Bundles and seats for every actor (see the module docstring); no critic seats when the
+    advantage estimator needs none (``critic`` False)."""
+    policy, critic_ranks = group_sizes(s)
+    critic = critic_ranks if critic else 0
     refs = policy if reference else 0
     gpu = s.num_gpus_per_node > 0
     devices = s.num_nodes * s.num_gpus_per_node
@@ -83,7 +87,7 @@ def layout(s: DistConfig, engines: int, tensor_parallel: int, reference: bool) -
 
 def _colocated(s, policy, critic, refs, engines, tp, gpu) -> Layout:
     slots = max(policy, critic, refs, engines * tp)
-    members = 2 + (refs > 0) + 1  # policy, critic, (reference), engine per bundle
+    members = 2 + (critic > 0) + (refs > 0)  # policy, engine, (critic), (reference) per bundle
     share = 1.0 / members
     bundle = {"CPU": s.cpus_per_slot, **({"GPU": 1.0} if gpu else {})}
     cpus = s.cpus_per_slot * share
