@@ -27,6 +27,7 @@ from typing import Any
 
 from benchmarks.common import RESULTS_DIR, load_note
 from zerorl.config import load_config
+from zerorl.doctor import cpu_model
 from zerorl.toyworld import DEFAULT_SETTINGS, cache_root
 
 EVAL_KEY = "eval/toy/avg@2"
@@ -43,13 +44,6 @@ COLUMNS = (
     ("run_s", "steps + evals s", "{:.0f}"),
     ("cpu_s", "CPU s (all)", "{:.0f}"),
 )
-
-
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown"
 
 
 def summarize(

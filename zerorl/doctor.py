@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
+import platform
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -62,6 +64,17 @@ OPTIONAL = {
     "vllm": "vllm",
     "flash-attn": "flash_attn",
 }
+
+
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``; the platform's word for it elsewhere): results
+    that depend on float rounding are reported with it."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"
 
 
 def _version(distribution: str, module: str) -> str | None:

@@ -28,6 +28,14 @@ GENERIC_TOKENIZERS = ("PreTrainedTokenizerFast", "TokenizersBackend")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
+def quiet_transformers() -> None:
+    """No per-load progress bars or info logs from transformers (zerorl prints its own lines)."""
+    from transformers.utils import logging
+
+    logging.disable_progress_bar()
+    logging.set_verbosity_error()
+
+
 class ModelPathError(FileNotFoundError):
     """A model path that is neither a local checkpoint nor a plausible hub id."""
 

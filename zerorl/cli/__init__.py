@@ -1,8 +1,8 @@
 """The ``zerorl`` command: every command-line edge of the package, in one place.
 
 ``train``, ``config`` and ``presets`` are here; ``data synth``/``data curate`` in ``cli.data``;
-``eval``, ``analyze`` and ``report`` in ``cli.eval``. Run as ``zerorl ...`` or
-``python -m zerorl.cli ...``.
+``eval``, ``analyze`` and ``report`` in ``cli.eval``; ``reproduce`` in ``cli.reproduce``. Run
+as ``zerorl ...`` or ``python -m zerorl.cli ...``.
 """
 
 from __future__ import annotations
@@ -30,14 +30,6 @@ console = Console(soft_wrap=True)
 
 DEFAULT_PRESET = "tiny-cpu"
 STAGES = ("generate", "reward", "logprobs", "values", "critic_update", "policy_update")
-
-
-def _quiet_libraries() -> None:
-    """Our own progress lines replace transformers' per-load progress bars."""
-    from transformers.utils import logging
-
-    logging.disable_progress_bar()
-    logging.set_verbosity_error()
 
 
 def _fail(message: str) -> None:
@@ -83,7 +75,9 @@ def train(
 
     With --resume RUN, RUN's own config is used; key=value (and --steps ...) change it where a
     resumed run may change (each change is printed and kept in RUN/config_history.jsonl)."""
-    _quiet_libraries()
+    from zerorl.models import quiet_transformers
+
+    quiet_transformers()
     extra = list(overrides or [])
     for key, value in (("train.steps", steps), ("train.seed", seed), ("train.backend", backend)):
         if value is not None:
@@ -191,8 +185,10 @@ def doctor(
 def _mount_subcommands() -> None:
     from zerorl.cli.data import data_app
     from zerorl.cli.eval import analyze_command, eval_command, report_command
+    from zerorl.cli.reproduce import reproduce_command
 
     app.command("eval")(eval_command)
+    app.command("reproduce")(reproduce_command)
     app.command("analyze")(analyze_command)
     app.command("report")(report_command)
     app.add_typer(data_app, name="data", help="Prepare prompt sets: synthesise and curate.")

@@ -153,6 +153,33 @@ def time_figure(stages: Sequence[Series]) -> Figure:
     return _finish(fig, ax, outside=True)
 
 
+@dataclass
+class Band:
+    """One arm's curve over seeds: the mean and the half-width of its 95% interval per step."""
+
+    label: str
+    steps: list[int]
+    mean: list[float]
+    half: list[float]
+
+
+def band_figure(title: str, ylabel: str, bands: Sequence[Band], scale: float = 1.0) -> Figure:
+    """Arms side by side: each mean a line, its 95% interval over seeds a shaded band; values
+    multiplied by ``scale`` (100 for accuracies in percent)."""
+    bands = [b for b in bands if b.steps]
+    if not bands:
+        return empty_figure(title, "no data")
+    fig, ax = _figure(title, ylabel)
+    for b in bands:
+        mean = [scale * m for m in b.mean]
+        low = [m - scale * h for m, h in zip(mean, b.half)]
+        high = [m + scale * h for m, h in zip(mean, b.half)]
+        line = ax.plot(b.steps, mean, marker="o" if len(b.steps) < 12 else None, markersize=3,
+                       label=b.label)[0]  # fmt: skip
+        ax.fill_between(b.steps, low, high, color=line.get_color(), alpha=0.15, linewidth=0)
+    return _finish(fig, ax)
+
+
 def save_png(fig: Figure, path: Path) -> Path:
     """Write ``fig`` as a PNG of exactly WIDTH x HEIGHT pixels."""
     fig.savefig(path, format="png", dpi=DPI)

@@ -182,19 +182,19 @@ def render_html(data: RunData, images: dict[str, bytes] | None) -> str:
     )
     header = "<tr><th>metric</th><th>first</th><th>final</th><th>best</th></tr>"
     table = f"<table>{header}{rows}</table>"
-    plots = "".join(_img(name, images) for name in PLOTS)
+    plots = "".join(img_tag(name, images) for name in PLOTS)
     config = f"<h2>config</h2><pre>{html.escape(data.config_text)}</pre>"
-    return _PAGE.format(title=html.escape(data.path.name), body=head + table + plots + config)
+    return PAGE.format(title=html.escape(data.path.name), body=head + table + plots + config)
 
 
-def _img(name: str, images: dict[str, bytes] | None) -> str:
+def img_tag(name: str, images: dict[str, bytes] | None) -> str:
     if images is None:
         return f'<img src="{name}.png" alt="{name}">'
     encoded = base64.b64encode(images[name]).decode()
     return f'<img src="data:image/png;base64,{encoded}" alt="{name}">'
 
 
-_PAGE = """<!DOCTYPE html>
+PAGE = """<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>{title}</title><style>
 body {{ font-family: sans-serif; max-width: 1660px; margin: 1em auto; }}
 table {{ border-collapse: collapse; margin: 1em 0; }}
