@@ -104,3 +104,26 @@ def test_token_mean_weighs_tokens_not_rows(tiny_model_dir):
         losses[how] = grads(policy.model)
     k = next(iter(losses["row-mean"]))
     assert not torch.allclose(losses["token-mean"][k], losses["row-mean"][k])
+
+
+def test_the_update_forward_measures_the_engine_mismatch(tiny_model_dir):
+    """Given the engine's log-probs, one on-policy update reports the same mismatch as a
+    separate forward before it (``logprob_mismatch``), from its own forward, micro-batch by
+    micro-batch."""
+    from zerorl.core.losses import logprob_mismatch, mismatch_from_sums
+
+    batch, advantages, _ = make_batch(pack_length=40)
+    g = torch.Generator().manual_seed(5)
+    spec = WorkerSpec(OPTIM, micro_rows=2)
+    policy = PolicyWorker(load_policy(str(tiny_model_dir)), spec)
+    before = policy.logprobs(batch).logprobs
+    engine = before + 0.01 * torch.randn(before.shape, generator=g)
+    expected = logprob_mismatch(before, engine, batch.response_mask)
+    stats = policy.train(batch, advantages, None, rollout_logprobs=engine)
+    got = mismatch_from_sums(stats.mismatch_sums())
+    assert got.keys() == expected.keys()
+    for key in got:
+        assert got[key] == pytest.approx(expected[key], rel=1e-4), key
+    assert stats.mismatch_tokens == float(batch.response_mask.sum())
+    with pytest.raises(ValueError, match="rollout_logprobs"):
+        policy.train(batch, advantages, before, rollout_logprobs=engine)

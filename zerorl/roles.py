@@ -49,6 +49,7 @@ class PolicyRole(Protocol):
         old_logprobs: torch.Tensor | None,
         ref_logprobs: torch.Tensor | None = None,
         seed: int = 0,
+        rollout_logprobs: torch.Tensor | None = None,
     ) -> PolicyStats: ...
 
     def weights(self) -> Mapping[str, torch.Tensor]: ...

@@ -21,6 +21,7 @@ from zerorl.core.losses import (
     explained_variance,
     kl_to_reference,
     logprob_mismatch,
+    mismatch_from_sums,
     truncated_is_weights,
 )
 from zerorl.core.packing import pack, packing_efficiency, scatter_responses
@@ -32,6 +33,7 @@ from zerorl.roles import Roles
 from zerorl.rollout.base import cap_total_length
 from zerorl.rundir import RolloutRecord, RunDir
 from zerorl.types import Completion, PackedBatch, Prompt, SamplingParams, ScoredSample
+from zerorl.workers import PolicyStats
 
 
 class StageTimer:
@@ -102,8 +104,8 @@ class Trainer:
             batch = self.make_experience(samples)
             engine_lp = self.engine_logprobs(samples, batch)
         with timer("logprobs"):
-            # The engine's log-probs are always checked against the policy's own forward.
-            forward_old = self.needs_old_logprobs or engine_lp is not None
+            # TIS weighs the advantages by the engine's log-probs against these, before the update
+            forward_old = self.needs_old_logprobs or (engine_lp is not None and cfg.ppo.tis_cap > 0)
             old = roles.policy.logprobs(batch).logprobs if forward_old else None
             ref = roles.reference.logprobs(batch).logprobs if roles.reference else None
         values = None
@@ -126,19 +128,21 @@ class Trainer:
             }
         with timer("policy_update"):
             policy_seed = step_seed(cfg.train.seed, self.step, 3)
-            policy = roles.policy.train(batch, advantages, old, ref, seed=policy_seed)
+            # Without an old-log-prob forward the update's own forward meets the engine's.
+            roll = engine_lp if old is None else None
+            policy = roles.policy.train(batch, advantages, old, ref, policy_seed, roll)
         with timer("sync_weights"):
             roles.engine.load_weights(roles.policy.weights())
         timer.times["time/step"] = time.perf_counter() - start
         metrics = {
             **rollout_stats,
             **self.sample_metrics(samples),
-            **{f"policy/{k}": v for k, v in vars(policy).items()},
+            **{f"policy/{k}": v for k, v in vars(policy).items() if not k.startswith("mismatch")},
             **critic_metrics,
             "pack/rows": batch.num_rows,
             "pack/efficiency": packing_efficiency(batch),
             "data/epoch": self.stream.state.epoch,
-            **self.mismatch(batch, old, engine_lp),
+            **self.mismatch(batch, old, engine_lp, policy),
             **timer.times,
             **self.throughput(samples, batch, timer.times, forward_old),
         }
@@ -150,8 +154,9 @@ class Trainer:
     def needs_old_logprobs(self) -> bool:
         """Whether the ``logprobs`` stage runs a forward. With one policy step right after
         generation the update's own detached log-probs are the old ones (same numbers, one
-        forward less); more steps, the KL penalty or ``ppo.recompute_logprobs`` need them. The
-        forward also runs whenever the engine returns log-probs, to measure ``mismatch/*``."""
+        forward less); more steps, the KL penalty or ``ppo.recompute_logprobs`` need them. It also
+        runs when ``ppo.tis_cap`` weighs the advantages by the engine's log-probs; otherwise the
+        update's own forward measures ``mismatch/*``."""
         p = self.cfg.ppo
         return p.policy_steps > 1 or p.kl_penalty_coef > 0 or p.recompute_logprobs
 
@@ -265,13 +270,20 @@ class Trainer:
 
     @staticmethod
     def mismatch(
-        batch: PackedBatch, logprobs: torch.Tensor | None, engine_lp: torch.Tensor | None
+        batch: PackedBatch,
+        logprobs: torch.Tensor | None,
+        engine_lp: torch.Tensor | None,
+        policy: PolicyStats,
     ) -> dict[str, float]:
         """``mismatch/*``: the engine's log-probs against the policy's forward on the same
-        tokens (bf16 engine kernels vs the trainer's, stale engine weights, ...)."""
-        if logprobs is None or engine_lp is None:
+        tokens (bf16 engine kernels vs the trainer's, stale engine weights, ...): the old-log-prob
+        forward's when it ran, else the policy update's own (its ``mismatch_*`` sums)."""
+        if engine_lp is None:
             return {}
-        stats = logprob_mismatch(logprobs, engine_lp, batch.response_mask)
+        if logprobs is not None:
+            stats = logprob_mismatch(logprobs, engine_lp, batch.response_mask)
+        else:
+            stats = mismatch_from_sums(policy.mismatch_sums())
         return {f"mismatch/{k}": v for k, v in stats.items()}
 
     def advantages(

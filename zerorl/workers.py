@@ -34,6 +34,7 @@ from zerorl.core.losses import (
     Aggregation,
     aggregation_units,
     kl_to_reference,
+    logprob_mismatch_sums,
     masked_mean,
     policy_loss,
     value_loss,
@@ -140,6 +141,17 @@ class PolicyStats:
     lr: float
     kl_loss: float = 0.0
     entropy: float = 0.0
+    # The engine's log-probs against this update's forward (``rollout_logprobs`` given): the
+    # parts of ``core.losses.logprob_mismatch_sums`` (ranks sum them, the max is the max).
+    mismatch_abs_sum: float = 0.0
+    mismatch_kl_sum: float = 0.0
+    mismatch_tokens: float = 0.0
+    mismatch_abs_max: float = 0.0
+
+    def mismatch_sums(self) -> dict[str, float]:
+        return {
+            k: getattr(self, f"mismatch_{k}") for k in ("abs_sum", "kl_sum", "tokens", "abs_max")
+        }
 
 
 @dataclass
@@ -200,6 +212,7 @@ def accumulate_policy_grads(
     old_logprobs: torch.Tensor | None,
     ref_logprobs: torch.Tensor | None,
     spec: PolicyLossSpec,
+    rollout_logprobs: torch.Tensor | None = None,
 ) -> dict[str, float]:
     """Backpropagate ``sum(weight * loss(rows))`` over ``micro``; ``forward`` gives logits.
 
@@ -209,9 +222,13 @@ def accumulate_policy_grads(
     after generation), so the old log-probs are this forward's own, detached: the same numbers
     as a separate no-grad forward, without running it.
     Returns the weighted sums of loss, clip_frac, approx_kl, kl_loss and entropy (the policy's
-    token entropy, aggregated as the loss; fillers excluded).
+    token entropy, aggregated as the loss; fillers excluded), and, with ``rollout_logprobs``
+    (the engine's), the ``mismatch_*`` sums of this forward's log-probs against them.
     """
     totals = dict.fromkeys(("loss", "clip_frac", "approx_kl", "kl_loss", "entropy"), 0.0)
+    if rollout_logprobs is not None:
+        totals |= dict.fromkeys(("mismatch_abs_sum", "mismatch_kl_sum", "mismatch_tokens"), 0.0)
+        totals["mismatch_abs_max"] = 0.0
     for rows, weight in micro:
         sub = batch.rows(rows)
         logits = forward(sub)
@@ -231,6 +248,11 @@ def accumulate_policy_grads(
             kl = masked_mean(kl_to_reference(lp, ref_logprobs[rows].to(dev)), mask, how, seg)
             loss = loss + spec.kl_loss_coef * kl
         (loss * weight).backward()
+        if weight and rollout_logprobs is not None:
+            part = logprob_mismatch_sums(lp.detach(), rollout_logprobs[rows].to(dev), mask)
+            for key in ("abs_sum", "kl_sum", "tokens"):
+                totals[f"mismatch_{key}"] += part[key]
+            totals["mismatch_abs_max"] = max(totals["mismatch_abs_max"], part["abs_max"])
         if weight:
             totals["loss"] += float(loss.detach()) * weight
             totals["clip_frac"] += m["clip_frac"] * weight
@@ -267,9 +289,11 @@ def accumulate_value_grads(
 
 
 def mean_policy_stats(parts: list[dict[str, float]]) -> PolicyStats:
-    """One ``PolicyStats`` for several optimiser steps: means, and the first step's lr."""
+    """One ``PolicyStats`` for several optimiser steps: means, the first step's lr (and its
+    mismatch sums: only a first step measures them)."""
     mean = {k: sum(p[k] for p in parts) / len(parts) for k in parts[0]}
-    return PolicyStats(**{**mean, "lr": parts[0]["lr"]})
+    first = {k: v for k, v in parts[0].items() if k.startswith("mismatch_")}
+    return PolicyStats(**{**mean, **first, "lr": parts[0]["lr"]})
 
 
 class _Worker:
@@ -410,26 +434,31 @@ class PolicyWorker(_Worker):
         old_logprobs: torch.Tensor | None,
         ref_logprobs: torch.Tensor | None = None,
         seed: int = 0,
+        rollout_logprobs: torch.Tensor | None = None,
     ) -> PolicyStats:
         """``steps`` optimiser steps over ``minibatches`` of the rows (ORZ: one over the whole
         batch), gradients accumulated over micro-batches of ``micro_rows`` rows.
 
         The loss is ``aggregation`` over response tokens (ORZ: each row's token mean, averaged over
         rows), plus the KL-loss and entropy ablation terms when on (``accumulate_policy_grads``).
-        ``old_logprobs`` may be None only when ``steps`` is 1 (strictly on-policy). Returned loss,
+        ``old_logprobs`` may be None only when ``steps`` is 1 (strictly on-policy); then
+        ``rollout_logprobs`` (the engine's, (B, T)) are measured against this very forward, in
+        the returned ``mismatch_*`` sums, with no forward of their own. Returned loss,
         clip_frac, approx_kl, kl_loss and entropy are this rank's parts of the batch means (a
         group sums them); grad_norm and lr are global.
         """
         if old_logprobs is None and self.spec.steps > 1:
             raise ValueError("old_logprobs are needed for more than one policy step")
+        if rollout_logprobs is not None and old_logprobs is not None:
+            raise ValueError("rollout_logprobs are compared with this update's own forward only")
         self.model.train()
         parts = []
-        tensors = [advantages, old_logprobs, ref_logprobs]
-        for mb, (adv, old, ref) in self._minibatches(batch, tensors, seed):
+        tensors = [advantages, old_logprobs, ref_logprobs, rollout_logprobs]
+        for mb, (adv, old, ref, roll) in self._minibatches(batch, tensors, seed):
             self.optimizer.zero_grad(set_to_none=True)
             totals = accumulate_policy_grads(
                 self._forward, mb, self._weighted_micro_batches(mb, self.loss.aggregation),
-                adv, old, ref, self.loss,  # type: ignore[arg-type]
+                adv, old, ref, self.loss, roll,  # type: ignore[arg-type]
             )  # fmt: skip
             norm, lr = self._optimiser_step()
             parts.append({**totals, "grad_norm": norm, "lr": lr})

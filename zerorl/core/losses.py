@@ -163,6 +163,23 @@ def explained_variance(values: torch.Tensor, returns: torch.Tensor, mask: torch.
     return float(1.0 - (r - v).var(correction=0) / var_r)
 
 
+def logprob_mismatch_sums(
+    logprobs: torch.Tensor, rollout_logprobs: torch.Tensor, mask: torch.Tensor
+) -> dict[str, float]:
+    """The parts of :func:`logprob_mismatch` that add up across micro-batches and ranks:
+    ``abs_sum`` and ``kl_sum`` over the masked tokens, their count ``tokens``, and ``abs_max``."""
+    valid = mask > 0
+    lp, roll = logprobs[valid].double(), rollout_logprobs[valid].double()
+    gap = (lp - roll).abs()
+    kl = kl_to_reference(roll, lp, "k3")
+    return {
+        "abs_sum": float(gap.sum()),
+        "kl_sum": float(kl.sum()),
+        "tokens": float(valid.sum()),
+        "abs_max": float(gap.max()) if gap.numel() else 0.0,
+    }
+
+
 def logprob_mismatch(
     logprobs: torch.Tensor, rollout_logprobs: torch.Tensor, mask: torch.Tensor
 ) -> dict[str, float]:
@@ -173,16 +190,16 @@ def logprob_mismatch(
     KL(rollout || trainer) per token (the tokens were drawn by the engine), averaged over tokens.
     Equal numerics (same weights, precision and kernels) give 0 for all three.
     """
-    valid = mask > 0
-    if not bool(valid.any()):
-        return {"logprob_abs_mean": 0.0, "logprob_abs_max": 0.0, "kl": 0.0}
-    lp, roll = logprobs[valid].double(), rollout_logprobs[valid].double()
-    gap = (lp - roll).abs()
-    kl = kl_to_reference(roll, lp, "k3")
+    return mismatch_from_sums(logprob_mismatch_sums(logprobs, rollout_logprobs, mask))
+
+
+def mismatch_from_sums(sums: dict[str, float]) -> dict[str, float]:
+    """:func:`logprob_mismatch`'s metrics from (summed) :func:`logprob_mismatch_sums`."""
+    n = max(sums["tokens"], 1.0)
     return {
-        "logprob_abs_mean": float(gap.mean()),
-        "logprob_abs_max": float(gap.max()),
-        "kl": float(kl.mean()),
+        "logprob_abs_mean": sums["abs_sum"] / n,
+        "logprob_abs_max": sums["abs_max"],
+        "kl": sums["kl_sum"] / n,
     }
 
 

@@ -132,12 +132,16 @@ class _Group:
         self._run("reload", [a.reload.remote() for a in self.actors])
 
 
-def _sum_parts(parts: list[Any], cls: type, global_keys: tuple[str, ...]) -> Any:
-    """Rank parts of a stats record: sums, except ``global_keys`` taken from rank 0."""
+def _sum_parts(
+    parts: list[Any], cls: type, global_keys: tuple[str, ...], max_keys: tuple[str, ...] = ()
+) -> Any:
+    """Rank parts of a stats record: sums, except ``global_keys`` taken from rank 0 and
+    ``max_keys`` maxed over ranks."""
     first = vars(parts[0])
     summed = {
         k: v if k in global_keys else sum(vars(p)[k] for p in parts) for k, v in first.items()
     }
+    summed |= {k: max(vars(p)[k] for p in parts) for k in max_keys}
     return cls(**summed)
 
 
@@ -184,11 +188,13 @@ class PolicyGroup(_Group):
         old_logprobs: torch.Tensor | None,
         ref_logprobs: torch.Tensor | None = None,
         seed: int = 0,
+        rollout_logprobs: torch.Tensor | None = None,
     ) -> PolicyStats:
         self.phases.training()
         args = [ray.put(x) for x in (batch, advantages, old_logprobs, ref_logprobs)]
-        parts = self._run("train", [a.train.remote(*args, seed) for a in self.actors])
-        return _sum_parts(parts, PolicyStats, ("grad_norm", "lr"))
+        roll = ray.put(rollout_logprobs)
+        parts = self._run("train", [a.train.remote(*args, seed, roll) for a in self.actors])
+        return _sum_parts(parts, PolicyStats, ("grad_norm", "lr"), ("mismatch_abs_max",))
 
     def weights(self) -> RemoteWeights:
         self.phases.training()
