@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -161,7 +162,11 @@ def test_dead_worker_stops_the_run_and_resume_continues(
     cfg = tiny_config(tiny_model_dir, tiny_train_file, "ray", "train.save_interval=1")
     with pytest.raises(WorkerFailure, match=r"policy rank 0 died during \w+.*--resume"):
         run(cfg, tmp_path / "run", small_dist(), on_step=kill_policy_rank0)
-    assert ray.util.list_named_actors() == []  # the failed run stopped all its actors
+    # The failed run stopped all its actors (ray.kill returns before an actor is gone).
+    deadline = time.monotonic() + 60
+    while ray.util.list_named_actors() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert ray.util.list_named_actors() == []
     from zerorl.launch import resume_training
 
     resumed = resume_training(tmp_path / "run", ["train.save_interval=50"]).read_metrics()
