@@ -18,7 +18,7 @@ test-slow:
 	python -m pytest -q -m slow
 
 bench:
-	python -m benchmarks
+	pip install -q -e '.[bench]' && python -m benchmarks
 
 gpu-check:
 	bash scripts/gpu-check
