@@ -257,7 +257,7 @@ def accumulate_policy_grads(
             totals["loss"] += float(loss.detach()) * weight
             totals["clip_frac"] += m["clip_frac"] * weight
             totals["approx_kl"] += m["approx_kl"] * weight
-            totals["kl_loss"] += float(kl) * weight if kl is not None else 0.0
+            totals["kl_loss"] += float(kl.detach()) * weight if kl is not None else 0.0
             totals["entropy"] += float(ent.detach()) * weight
     return totals
 
