@@ -187,7 +187,7 @@ class Trainer:
         groups: list[list[ScoredSample]] = []
         draws = 0
         while draws < (a.max_draws if a.dynamic_sampling else 1) and len(kept) < want:
-            prompts = self.stream.next_batch(want - len(kept) if draws else want)
+            prompts = self.stream.next_batch(want - len(kept))
             with timer("generate"):
                 completions = self.roles.engine.generate(
                     [render(p.question) for p in prompts], self.sampling_params(draws)

@@ -15,7 +15,6 @@ each, in spawned processes), then writes into ``out``:
 
 from __future__ import annotations
 
-import base64
 import html
 import json
 import math
@@ -40,7 +39,7 @@ from zerorl.eval.ablations import (
     unique_arms,
 )
 from zerorl.eval.plots import Band, band_figure, save_png
-from zerorl.eval.report import PAGE
+from zerorl.eval.report import PAGE, img_tag
 from zerorl.rundir import read_jsonl
 
 PRESET = "tiny-cpu"
@@ -204,8 +203,7 @@ def render_html(summary: dict[str, Any], images: dict[str, bytes]) -> str:
     claims = "".join(
         f"<h2>{html.escape(a['name'])}</h2><p>paper: {html.escape(a['paper'])}</p>"
         + "".join(
-            f'<img src="data:image/png;base64,{base64.b64encode(images[stem]).decode()}">'
-            for stem in sorted(images) if stem.startswith(a["name"] + "_")
+            img_tag(stem, images) for stem in sorted(images) if stem.startswith(a["name"] + "_")
         )
         for a in summary["ablations"]
     )  # fmt: skip
