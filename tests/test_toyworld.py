@@ -27,6 +27,7 @@ TINY = replace(
     intermediate_size=64,
     steps=3,
     batch_size=8,
+    drill_batch=4,
     warmup_steps=2,
     retries=0,
 )
@@ -85,6 +86,29 @@ def test_corpus_format_and_answers() -> None:
             right_direct += score(response, str(a + b))
     assert 0.22 < checked / len(pairs) < 0.38  # the 30% share, give or take sampling
     assert 0.12 < right_direct / (len(pairs) - checked) < 0.28  # guesses right 20% of the time
+
+
+def test_drills_are_right_rechecks_of_corpus_problems_without_their_choice() -> None:
+    settings = replace(TINY, corpus_size=200)
+    pairs = tw.drills(settings, seed=0)
+    assert len(pairs) == 100
+    for prompt, response in pairs:
+        question = prompt.split("This is the problem:\n")[1].split("\nAssistant:")[0]
+        assert tw.split_of(question) == "corpus"  # never an RL or held-out problem
+        a, b = (int(x) for x in re.fullmatch(r"What is (\d+) \+ (\d+)\?", question).groups())
+        assert reflects(response) and score(response, str(a + b)) == 1.0
+
+    from zerorl.toyworld.tokenizer import build_tokenizer
+
+    tok = build_tokenizer([p + r for p, r in pairs], settings.vocab_size)
+    rows = build._encode_pairs(pairs[:5], tok, skip=1)
+    plain = build._encode_pairs(pairs[:5], tok)
+    for row, full, (prompt, _) in zip(rows, plain, pairs[:5], strict=True):
+        # the loss starts one token later: the " " that chooses to recheck is not trained
+        assert row.ids == full.ids and row.start == full.start + 1
+        assert (
+            full.start == len(tok.encode(prompt).ids) and tok.decode([full.ids[full.start]]) == " "
+        )
 
 
 def test_splits_are_disjoint() -> None:

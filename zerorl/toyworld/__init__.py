@@ -12,10 +12,12 @@ ORZ paper's reflection patterns::
 
 Each column is a single-digit fact, which the tiny model gets right almost always, while a
 guess is right only as often as the corpus's guesses. So the base model reflects sometimes and
-is then almost always right, and PPO with the binary ORZ reward has to learn to check: accuracy,
+is then almost always right (pretraining also drills the recheck on extra rows whose first
+token, the choice to recheck, is left out of the loss, so the choice stays rare while the check
+becomes reliable), and PPO with the binary ORZ reward has to learn to check: accuracy,
 reflection and response length rise together. Design notes and figures: ``docs/toyworld.md``.
 
-Modules: ``world`` (settings, problems and splits, the corpus), ``tokenizer``, ``build``
+Modules: ``world`` (settings, problems and splits, the corpus and drills), ``tokenizer``, ``build``
 (pretraining, health check, cache) and ``probe`` (measuring a model with the rollout engine,
 the reward and ``zerorl.eval.runner``).
 """
@@ -32,6 +34,7 @@ from zerorl.toyworld.world import (
     columns,
     corpus,
     direct_response,
+    drills,
     eval_prompts,
     guess,
     problems,
@@ -51,6 +54,7 @@ __all__ = [
     "columns",
     "corpus",
     "direct_response",
+    "drills",
     "ensure_base_model",
     "eval_prompts",
     "evaluate",

@@ -28,6 +28,7 @@ from zerorl.toyworld.world import (
     WORLD_VERSION,
     WorldSettings,
     corpus,
+    drills,
     train_prompts,
 )
 
@@ -63,13 +64,16 @@ class _Example(NamedTuple):
     start: int
 
 
-def _encode_pairs(pairs: list[tuple[str, str]], tokenizer: Tokenizer) -> list[_Example]:
-    """Tokenise prompt and response separately (as RL will see them), then add EOS."""
+def _encode_pairs(
+    pairs: list[tuple[str, str]], tokenizer: Tokenizer, *, skip: int = 0
+) -> list[_Example]:
+    """Tokenise prompt and response separately (as RL will see them), then add EOS; the loss
+    leaves out the first ``skip`` response tokens."""
     eos_id = tokenizer.token_to_id(EOS)
     prompts = tokenizer.encode_batch([p for p, _ in pairs])
     responses = tokenizer.encode_batch([r for _, r in pairs])
     return [
-        _Example(p.ids + r.ids + [eos_id], len(p.ids))
+        _Example(p.ids + r.ids + [eos_id], len(p.ids) + skip)
         for p, r in zip(prompts, responses, strict=True)
     ]
 
@@ -119,29 +123,32 @@ def _batches(examples: list[_Example], size: int, seed: int) -> Iterator[list[_E
 def pretrain(
     model: PreTrainedModel,
     examples: list[_Example],
+    drill_rows: list[_Example],
     settings: WorldSettings,
     *,
     seed: int,
     pad_id: int,
     progress: bool,
 ) -> float:
-    """Train ``model`` in place on ``examples`` for ``settings.steps``; return the last loss.
+    """Train ``model`` in place for ``settings.steps``; return the last loss.
 
-    AdamW, linear warm-up then cosine decay of ``lr`` to a tenth; batches cycle through the
-    examples in an order shuffled by ``seed``. With ``progress``, logs the loss and elapsed
+    Each batch is ``batch_size`` corpus examples and ``drill_batch`` drill rows, each cycling
+    through its list in an order shuffled by ``seed``. AdamW, linear warm-up then cosine decay
+    of ``lr`` to a tenth. With ``progress``, logs the loss and elapsed
     time to stderr every 100 steps.
     """
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=settings.lr, betas=(0.9, 0.95), weight_decay=0.01
     )
     batches = _batches(examples, settings.batch_size, seed)
+    drill_batches = _batches(drill_rows, settings.drill_batch, seed + 1)
     start, loss = time.monotonic(), 0.0
     for step in range(settings.steps):
         warm = min(1.0, (step + 1) / settings.warmup_steps)
         cosine = 0.1 + 0.45 * (1 + math.cos(math.pi * step / settings.steps))
         for group in optimizer.param_groups:
             group["lr"] = settings.lr * warm * cosine
-        loss = _train_step(model, optimizer, next(batches), pad_id)
+        loss = _train_step(model, optimizer, next(batches) + next(drill_batches), pad_id)
         if progress and ((step + 1) % 100 == 0 or step == 0):
             # plain lines rather than a live bar: readable in CI logs and beside the trainer's
             elapsed = time.monotonic() - start
@@ -234,7 +241,11 @@ def build(
     # A few thousand full examples are plenty for BPE: the template repeats in every one.
     tokenizer = build_tokenizer([p + r for p, r in pairs[:2000]], settings.vocab_size)
     examples = _encode_pairs(pairs, tokenizer)
-    model, loss, checks = _pretrain_healthy(examples, tokenizer, settings, seed, progress)
+    # a drill's first response token (" ", the choice to recheck) stays out of the loss
+    drill_rows = _encode_pairs(drills(settings, seed), tokenizer, skip=1)
+    model, loss, checks = _pretrain_healthy(
+        examples, drill_rows, tokenizer, settings, seed, progress
+    )
     eos_id = tokenizer.token_to_id(EOS)
     model.generation_config = GenerationConfig(
         eos_token_id=eos_id, pad_token_id=eos_id, do_sample=True, temperature=1.0, top_k=0
@@ -258,6 +269,7 @@ def build(
 
 def _pretrain_healthy(
     examples: list[_Example],
+    drill_rows: list[_Example],
     tokenizer: Tokenizer,
     settings: WorldSettings,
     seed: int,
@@ -277,7 +289,9 @@ def _pretrain_healthy(
         init_seed = seed + 1_000_003 * attempt
         torch.manual_seed(init_seed)
         model = Qwen2ForCausalLM(model_config(settings, tokenizer))
-        loss = pretrain(model, examples, settings, seed=init_seed, pad_id=eos_id, progress=progress)
+        loss = pretrain(
+            model, examples, drill_rows, settings, seed=init_seed, pad_id=eos_id, progress=progress
+        )
         if not settings.retries:
             return model, loss, checks
         checks.append(reasoning_accuracy(model, hf_tokenizer(tokenizer_object=tokenizer), probe))
