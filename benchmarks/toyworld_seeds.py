@@ -88,9 +88,9 @@ def summarize(
 
 
 def meets(row: dict) -> str:
-    """ "yes", or the issue-15 thresholds the row misses: end accuracy >= 75% and >= 40 points
-    above step 0, longer responses, reflection share doubled, correct reflections longer than
-    the mean response in the second half."""
+    """The issue-15 thresholds the row misses, or "yes". Thresholds: end accuracy >= 75% and
+    >= 40 points above step 0, longer responses, reflection share doubled, correct reflections
+    longer than the mean response in the second half."""
     misses = [
         name
         for name, ok in (

@@ -223,6 +223,23 @@ def test_cache_root_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None
     assert tw.cache_root(tmp_path / "x") == tmp_path / "x"
 
 
+def test_seed_table_says_which_thresholds_a_seed_misses() -> None:
+    from benchmarks.toyworld_seeds import meets, table
+
+    good = {
+        "seed": 0, "start": 0.25, "end": 0.8, "gain": 55.0, "reflect_first": 0.3,
+        "reflect_last": 0.9, "correct_reflect_len": 45.0, "mean_len": 44.0, "len_first": 20.0,
+        "len_last": 45.0, "build_s": 200.0, "run_s": 100.0, "wall_s": 300.0, "cpu_s": 600.0,
+    }  # fmt: skip
+    bad = {**good, "seed": 1, "end": 0.7, "gain": 45.0, "reflect_last": 0.5}
+    assert meets(good) == "yes"
+    assert meets(bad) == "end < 75%; reflection not doubled"
+    rows = [{**good, "meets": meets(good)}, {**bad, "meets": meets(bad)}]
+    text = table(rows)
+    assert "| 0 | 25.0% | 80.0% | +55.0 |" in text and text.endswith("| 1 of 2 |")
+    assert "| mean (range) | 25.0% (25.0% to 25.0%) | 75.0% (70.0% to 80.0%) |" in text
+
+
 @pytest.mark.slow
 def test_default_world_accuracy_band() -> None:
     """Builds (or reuses) the real base model: it must solve some held-out problems, not most,
